@@ -1,0 +1,127 @@
+//! `relay-sim`: simulated devices for every relay of a configuration.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Parser;
+use relay_panel::config::Config;
+use relay_panel::paths;
+use relay_panel::sim::{self, Faults, SimOptions, SimReply};
+
+/// Simulate a device for every relay in a Relay Panel configuration.
+///
+/// Each relay starts off, switches on payload_on / payload_off, answers
+/// payload_query with its state, and replies on the request's Response Topic
+/// with the request's Correlation Data (none if the request had none, so
+/// `mosquitto_rr` works against it).
+#[derive(Parser, Debug)]
+#[command(
+    version,
+    after_help = "Example:\n  relay-sim --config panel.toml --latency-ms 20 --drop 0.05 -v"
+)]
+struct Args {
+    /// Configuration file (default: $RELAY_PANEL_CONFIG or the platform config dir).
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Delay before each answer.
+    #[arg(long, value_name = "MS", default_value_t = 0)]
+    latency_ms: u64,
+    /// Extra random delay, 0 to this many milliseconds.
+    #[arg(long, value_name = "MS", default_value_t = 0)]
+    jitter_ms: u64,
+    /// Probability (0-1) that a request is lost (not actuated, not answered).
+    #[arg(long, value_name = "P", default_value_t = 0.0)]
+    drop: f64,
+    /// Probability (0-1) that an answer is sent twice.
+    #[arg(long, value_name = "P", default_value_t = 0.0)]
+    duplicate: f64,
+    /// Probability (0-1) that an answer's payload is random bytes.
+    #[arg(long, value_name = "P", default_value_t = 0.0)]
+    garbage: f64,
+    /// Probability (0-1) that an answer carries the wrong correlation data.
+    #[arg(long, value_name = "P", default_value_t = 0.0)]
+    wrong_correlation: f64,
+    /// Relay id that always answers an error text (repeatable).
+    #[arg(long, value_name = "ID")]
+    fail: Vec<String>,
+    /// Seed for reproducible faults.
+    #[arg(long, value_name = "N")]
+    seed: Option<u64>,
+    /// Print one line per request.
+    #[arg(short, long)]
+    verbose: bool,
+}
+
+fn probability(name: &str, p: f64) -> anyhow::Result<f64> {
+    anyhow::ensure!(
+        (0.0..=1.0).contains(&p),
+        "--{name} must be between 0 and 1, got {p}"
+    );
+    Ok(p)
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let args = Args::parse();
+    let path = paths::config_path(args.config.clone());
+    let config = Config::load(&path)?;
+    for id in &args.fail {
+        anyhow::ensure!(
+            config.relay(id).is_some(),
+            "--fail {id}: no relay with that id in {}",
+            path.display()
+        );
+    }
+    let faults = Faults {
+        latency: Duration::from_millis(args.latency_ms),
+        jitter: Duration::from_millis(args.jitter_ms),
+        drop: probability("drop", args.drop)?,
+        duplicate: probability("duplicate", args.duplicate)?,
+        garbage: probability("garbage", args.garbage)?,
+        wrong_correlation: probability("wrong-correlation", args.wrong_correlation)?,
+        fail: args.fail.iter().cloned().collect(),
+        seed: args.seed,
+    };
+    let relays = config.relays.len();
+    let url = config.broker.url.clone();
+    let (mut handle, mut records) = sim::spawn(SimOptions {
+        config,
+        faults,
+        client_id: None,
+    })
+    .context("cannot start the simulator")?;
+    tokio::select! {
+        _ = handle.ready() => eprintln!("relay-sim: {relays} relay(s) listening via {url}"),
+        _ = tokio::time::sleep(Duration::from_secs(10)) => anyhow::bail!("relay-sim: could not connect and subscribe to {url} within 10 s (see messages above)"),
+    }
+    loop {
+        tokio::select! {
+            record = records.recv() => {
+                let Some(record) = record else { break };
+                if args.verbose {
+                    let what = match &record.reply {
+                        SimReply::Dropped => "dropped (not actuated, no answer)".to_owned(),
+                        SimReply::NoResponseTopic => "no response topic: not answered".to_owned(),
+                        SimReply::Answer { payload, copies: 1 } => format!("answered {payload:?}"),
+                        SimReply::Answer { payload, copies } => format!("answered {payload:?} x{copies}"),
+                        SimReply::Garbage => "answered garbage".to_owned(),
+                        SimReply::WrongCorrelation => "answered with wrong correlation".to_owned(),
+                    };
+                    let correlation = record.correlation.as_ref().map(|c| c.iter().take(4).map(|b| format!("{b:02x}")).collect::<String>()).unwrap_or_else(|| "none".into());
+                    println!("{} <- {:?} corr={correlation} now {}: {what}", record.relay_id, record.request, record.state_after);
+                }
+            }
+            _ = tokio::signal::ctrl_c() => break,
+        }
+    }
+    handle.stop();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    Ok(())
+}

@@ -1,0 +1,155 @@
+//! `relay-panel --demo`: an MQTT 5 broker embedded in the process (rumqttd,
+//! nothing to install) on a free loopback port, plus simulated relays with
+//! a little latency and an occasional failure.
+
+use std::collections::HashMap;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::time::{Duration, Instant};
+
+use rumqttd::{
+    Broker, Config as BrokerSettings, ConnectionSettings, RouterConfig, ServerSettings, Strategy,
+};
+
+use crate::config::{Config, RelayConfig};
+use crate::sim::{self, Faults, SimHandle, SimOptions};
+
+/// Which MQTT version the embedded broker's listener speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    /// MQTT 5 (what Relay Panel needs).
+    V5,
+    /// MQTT 3.1.1 only (for tests of the "not MQTT 5" error).
+    V4,
+}
+
+/// Reserves a free loopback port (rumqttd cannot report the port it bound).
+pub fn free_port() -> std::io::Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// Starts an embedded broker on `127.0.0.1:port` and waits until it
+/// accepts connections. It runs until the process exits.
+pub fn start_broker(port: u16, protocol: Protocol) -> std::io::Result<SocketAddr> {
+    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+    let server = ServerSettings {
+        name: "relay-panel-demo".to_owned(),
+        listen: addr,
+        tls: None,
+        next_connection_delay_ms: 1,
+        connections: ConnectionSettings {
+            connection_timeout_ms: 5_000,
+            max_payload_size: 256 * 1024,
+            max_inflight_count: 500,
+            auth: None,
+            external_auth: None,
+            dynamic_filters: true,
+        },
+    };
+    let listeners = Some(HashMap::from([("1".to_owned(), server)]));
+    let settings = BrokerSettings {
+        id: 0,
+        router: RouterConfig {
+            max_connections: 1000,
+            max_outgoing_packet_count: 200,
+            max_segment_size: 1024 * 1024,
+            max_segment_count: 10,
+            custom_segment: None,
+            initialized_filters: None,
+            shared_subscriptions_strategy: Strategy::RoundRobin,
+        },
+        v4: (protocol == Protocol::V4)
+            .then(|| listeners.clone())
+            .flatten(),
+        v5: (protocol == Protocol::V5).then_some(listeners).flatten(),
+        ..Default::default()
+    };
+    let mut broker = Broker::new(settings);
+    std::thread::Builder::new()
+        .name("embedded-broker".into())
+        .spawn(move || {
+            if let Err(e) = broker.start() {
+                tracing::error!("embedded broker: {e}");
+            }
+        })?;
+    let started = Instant::now();
+    while TcpStream::connect(addr).is_err() {
+        if started.elapsed() > Duration::from_secs(5) {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!("embedded broker did not start listening on {addr}"),
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    Ok(addr)
+}
+
+/// The demo's relays: a small plant with a few groups.
+pub fn demo_config(port: u16) -> Config {
+    let mut config = Config::new(&format!("mqtt://127.0.0.1:{port}"));
+    let plant: &[(&str, &[(&str, &str)])] = &[
+        (
+            "Basement",
+            &[
+                ("pump-1", "Sump pump"),
+                ("pump-2", "Booster pump"),
+                ("heater-1", "Tank heater"),
+            ],
+        ),
+        (
+            "Ground floor",
+            &[
+                ("light-hall", "Hall lights"),
+                ("light-office", "Office lights"),
+                ("fan-1", "Extract fan"),
+                ("door-1", "Loading door"),
+            ],
+        ),
+        (
+            "Roof",
+            &[("ahu-1", "Air handler"), ("beacon", "Warning beacon")],
+        ),
+    ];
+    for (group, relays) in plant {
+        for (id, name) in relays.iter() {
+            let mut relay = RelayConfig::new(id, &format!("demo/{id}/relay"));
+            relay.name = (*name).to_owned();
+            relay.group = (*group).to_owned();
+            relay.payload_query = Some("?".to_owned());
+            config.relays.push(relay);
+        }
+    }
+    // One relay that asks before switching, one whose device is broken.
+    if let Some(door) = config.relays.iter_mut().find(|r| r.id == "door-1") {
+        door.confirm = true;
+    }
+    config
+}
+
+/// A running demo: the embedded broker and the simulated devices.
+pub struct Demo {
+    /// The configuration the panel should use.
+    pub config: Config,
+    /// The simulated devices (stop when dropped).
+    pub devices: SimHandle,
+}
+
+/// Starts the embedded broker and simulated devices (on the current tokio
+/// runtime) and returns the configuration that connects to them.
+pub fn start() -> anyhow::Result<Demo> {
+    let port = free_port()?;
+    start_broker(port, Protocol::V5)?;
+    let config = demo_config(port);
+    let faults = Faults {
+        latency: Duration::from_millis(40),
+        jitter: Duration::from_millis(120),
+        fail: ["beacon".to_owned()].into_iter().collect(),
+        ..Faults::default()
+    };
+    let (devices, _records) = sim::spawn(SimOptions {
+        config: config.clone(),
+        faults,
+        client_id: None,
+    })?;
+    Ok(Demo { config, devices })
+}

@@ -1,0 +1,738 @@
+//! The engine: a tokio task that owns the MQTT 5 connection, sends
+//! requests, matches responses by correlation data and keeps every relay's
+//! [`RelayStatus`]. Callers hold a cloneable [`EngineHandle`] (commands in)
+//! and an [`Events`] receiver (events out); after each event the engine
+//! calls the wake-up callback (the GUI passes `ctx.request_repaint`).
+//!
+//! Rules it enforces (DESIGN.md): subscribe to the response topic and wait
+//! for SUBACK before any request, again after every reconnect; one request
+//! in flight per relay; a relay's state changes only on a response whose
+//! correlation data matches a request this engine sent.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use bytes::Bytes;
+use rumqttc::v5::AsyncClient;
+use rumqttc::v5::mqttbytes::QoS;
+use rumqttc::v5::mqttbytes::v5::{PublishProperties, SubscribeReasonCode};
+use tokio::sync::mpsc;
+
+use crate::config::Config;
+use crate::mqtt::{self, NetEvent};
+use crate::pending::{AlreadyPending, PendingRequests, Resolution};
+use crate::protocol::{self, Action, CorrelationId, RelayState, Reply};
+use crate::relay::{Acknowledgement, Failure, RelayStatus};
+use crate::store::{AuditEntry, Record, Store, StoreWriter, StoredAck};
+
+/// How long a request that ended unanswered stays recognisable, so that a
+/// late answer still counts as the device's report.
+pub const LATE_GRACE: Duration = Duration::from_secs(60);
+/// Cap on remembered ended requests (bounds memory under floods).
+pub const MAX_REMEMBERED: usize = 100_000;
+/// Audit entries sent to the UI at start-up.
+pub const HISTORY_LEN: usize = 500;
+
+/// Called after every event so a sleeping UI wakes up.
+pub type Wake = Arc<dyn Fn() + Send + Sync>;
+
+/// What the engine needs to start.
+pub struct EngineOptions {
+    /// Broker and relays (validated by [`spawn`]).
+    pub config: Config,
+    /// Where the store lives; `None` keeps nothing on disk.
+    pub data_dir: Option<PathBuf>,
+    /// First part of the random client id (`relay-panel`, `relayctl`…).
+    pub client_id_prefix: String,
+    /// Wake-up callback.
+    pub wake: Wake,
+}
+
+impl EngineOptions {
+    /// Options with no store and no wake-up callback.
+    pub fn new(config: Config) -> Self {
+        EngineOptions {
+            config,
+            data_dir: None,
+            client_id_prefix: "relay-panel".to_owned(),
+            wake: Arc::new(|| {}),
+        }
+    }
+}
+
+/// Requests to the engine.
+#[derive(Debug, Clone)]
+pub enum Command {
+    /// Switch or query the relay at this index of the configuration.
+    Request {
+        /// Index into `config.relays`.
+        relay: usize,
+        /// What to ask.
+        action: Action,
+    },
+    /// Disconnect cleanly, flush the store and stop.
+    Shutdown,
+}
+
+/// The broker connection as the technician sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConnectionState {
+    /// Opening the connection (first attempt).
+    Connecting,
+    /// Connected; waiting for the response topic subscription.
+    Subscribing,
+    /// Connected and subscribed: requests can be sent.
+    Connected,
+    /// Connection lost or refused; retrying.
+    Reconnecting {
+        /// Why the last attempt failed.
+        reason: String,
+        /// Time until the next attempt.
+        retry_in: Duration,
+    },
+    /// Retrying cannot help (wrong password, not MQTT 5, session taken
+    /// over…): the engine stays disconnected until restarted.
+    Failed {
+        /// What to fix.
+        reason: String,
+    },
+    /// Shut down.
+    Stopped,
+}
+
+impl ConnectionState {
+    /// Whether requests can be sent.
+    pub fn is_ready(&self) -> bool {
+        matches!(self, ConnectionState::Connected)
+    }
+}
+
+/// What the engine reports.
+#[derive(Debug, Clone)]
+pub enum Event {
+    /// The connection changed.
+    Connection(ConnectionState),
+    /// A relay's status changed (sent once per relay at start-up too).
+    Relay {
+        /// Index into `config.relays`.
+        relay: usize,
+        /// The new status.
+        status: RelayStatus,
+    },
+    /// A request ended (also written to the audit log).
+    Finished {
+        /// Index into `config.relays`.
+        relay: usize,
+        /// The audit entry.
+        entry: AuditEntry,
+    },
+    /// A device answered a request that had already ended (timed out or
+    /// cut off); the entry is also in the audit log.
+    Late {
+        /// Index into `config.relays`.
+        relay: usize,
+        /// The audit entry.
+        entry: AuditEntry,
+    },
+    /// The newest audit entries from the store, newest first (at start-up).
+    History(Vec<AuditEntry>),
+    /// Something the technician should know that is not a request outcome
+    /// (a corrupted store set aside, a failed write).
+    Warning(String),
+}
+
+/// Cloneable way in to the engine.
+#[derive(Clone)]
+pub struct EngineHandle {
+    /// Commands to the engine task.
+    commands: mpsc::UnboundedSender<Command>,
+    /// This engine's MQTT client id.
+    pub client_id: Arc<str>,
+    /// The topic devices answer on.
+    pub response_topic: Arc<str>,
+}
+
+impl EngineHandle {
+    /// Asks for `action` on the relay at `relay`. Never blocks; the outcome
+    /// arrives as events.
+    pub fn request(&self, relay: usize, action: Action) {
+        let _ = self.commands.send(Command::Request { relay, action });
+    }
+
+    /// Asks the engine to disconnect and stop; [`Events`] ends afterwards.
+    pub fn shutdown(&self) {
+        let _ = self.commands.send(Command::Shutdown);
+    }
+}
+
+/// The engine's event stream.
+pub struct Events {
+    rx: mpsc::UnboundedReceiver<Event>,
+}
+
+impl Events {
+    /// Next event; `None` once the engine has stopped.
+    pub async fn recv(&mut self) -> Option<Event> {
+        self.rx.recv().await
+    }
+
+    /// An event if one is waiting (for the UI thread, which never blocks).
+    pub fn try_recv(&mut self) -> Option<Event> {
+        self.rx.try_recv().ok()
+    }
+}
+
+/// The engine could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// The configuration breaks a rule.
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    /// Client options could not be built (URL, TLS files).
+    #[error(transparent)]
+    Setup(#[from] mqtt::SetupError),
+}
+
+/// Starts the engine on the current tokio runtime.
+pub fn spawn(options: EngineOptions) -> Result<(EngineHandle, Events), EngineError> {
+    let problems = options.config.validate();
+    if !problems.is_empty() {
+        let text: Vec<String> = problems.iter().map(|p| p.message.clone()).collect();
+        return Err(EngineError::Config(text.join("; ")));
+    }
+    let client_id = options
+        .config
+        .broker
+        .client_id
+        .clone()
+        .unwrap_or_else(|| protocol::random_client_id(&options.client_id_prefix));
+    let response_topic = protocol::response_topic(&client_id);
+    let (client, eventloop) = mqtt::client(&options.config.broker, &client_id)?;
+    let (commands_tx, commands_rx) = mpsc::unbounded_channel();
+    let (events_tx, events_rx) = mpsc::unbounded_channel();
+    let operator = options
+        .config
+        .panel
+        .operator
+        .clone()
+        .unwrap_or_else(crate::paths::os_user);
+    let relays = options.config.relays.len();
+    let engine = Engine {
+        statuses: vec![RelayStatus::default(); relays],
+        pending: PendingRequests::new(LATE_GRACE, MAX_REMEMBERED),
+        connection: ConnectionState::Connecting,
+        client,
+        response_topic: response_topic.clone(),
+        operator,
+        events: events_tx,
+        wake: options.wake,
+        store: None,
+        ignored: IgnoredLog::default(),
+        config: options.config,
+    };
+    let label = client_id.clone();
+    tokio::spawn(engine.run(eventloop, label, commands_rx, options.data_dir));
+    Ok((
+        EngineHandle {
+            commands: commands_tx,
+            client_id: client_id.into(),
+            response_topic: response_topic.into(),
+        },
+        Events { rx: events_rx },
+    ))
+}
+
+/// Counts ignored messages and logs them at a bounded rate, so a flood of
+/// garbage cannot flood the log.
+#[derive(Default)]
+struct IgnoredLog {
+    /// Start of the current one-second window.
+    window: Option<Instant>,
+    /// Lines logged in the window.
+    logged: u32,
+    /// Messages ignored but not logged in the window.
+    suppressed: u64,
+    /// Messages ignored since start.
+    total: u64,
+}
+
+impl IgnoredLog {
+    const PER_SECOND: u32 = 10;
+
+    fn note(&mut self, now: Instant, why: std::fmt::Arguments<'_>) {
+        self.total += 1;
+        let fresh = self
+            .window
+            .is_none_or(|w| now.duration_since(w) >= Duration::from_secs(1));
+        if fresh {
+            if self.suppressed > 0 {
+                tracing::warn!("{} more ignored response(s) not logged", self.suppressed);
+            }
+            self.window = Some(now);
+            self.logged = 0;
+            self.suppressed = 0;
+        }
+        if self.logged < Self::PER_SECOND {
+            self.logged += 1;
+            tracing::warn!("ignored response: {why}");
+        } else {
+            self.suppressed += 1;
+        }
+    }
+}
+
+struct Engine {
+    /// Broker and relays; indices into `relays` name relays everywhere.
+    config: Config,
+    /// Each relay's state machine, same order as `config.relays`.
+    statuses: Vec<RelayStatus>,
+    /// Requests in flight and recently ended.
+    pending: PendingRequests,
+    /// Current connection state (requests only when `Connected`).
+    connection: ConnectionState,
+    /// The way to publish and subscribe (the event loop runs elsewhere).
+    client: AsyncClient,
+    /// Where devices answer this engine.
+    response_topic: String,
+    /// Sent as the `operator` user property and kept in the audit log.
+    operator: String,
+    /// Events out.
+    events: mpsc::UnboundedSender<Event>,
+    /// Wakes the UI after events.
+    wake: Wake,
+    /// Durable writes, off the engine's thread.
+    store: Option<StoreWriter>,
+    /// Rate-limited log of ignored responses.
+    ignored: IgnoredLog,
+}
+
+impl Engine {
+    async fn run(
+        mut self,
+        eventloop: rumqttc::v5::EventLoop,
+        label: String,
+        mut commands: mpsc::UnboundedReceiver<Command>,
+        data_dir: Option<PathBuf>,
+    ) {
+        if let Some(dir) = data_dir {
+            self.open_store(dir).await;
+        }
+        for relay in 0..self.statuses.len() {
+            self.emit_status(relay);
+        }
+        self.emit(Event::Connection(ConnectionState::Connecting));
+        let mut network = mqtt::spawn_event_loop(eventloop, label);
+        loop {
+            let deadline = self.pending.next_deadline();
+            tokio::select! {
+                biased;
+                net = network.recv() => match net {
+                    Some(net) => self.on_network(net),
+                    None => {
+                        // The event loop stopped (fatal error): keep serving
+                        // commands so the UI can still be told why.
+                        network = mpsc::channel(1).1;
+                    }
+                },
+                command = commands.recv() => match command {
+                    Some(Command::Request { relay, action }) => self.on_request(relay, action),
+                    Some(Command::Shutdown) | None => break,
+                },
+                _ = sleep_until(deadline), if deadline.is_some() => self.on_deadline(),
+            }
+        }
+        self.shutdown(network).await;
+    }
+
+    async fn open_store(&mut self, dir: PathBuf) {
+        let opened = tokio::task::spawn_blocking(move || {
+            let (store, warning) = Store::open_in(&dir)?;
+            let acks = store.last_acknowledged()?;
+            let history = store.recent_audit(HISTORY_LEN)?;
+            Ok::<_, crate::store::StoreError>((store, warning, acks, history))
+        })
+        .await;
+        match opened {
+            Ok(Ok((store, warning, acks, history))) => {
+                if let Some(warning) = warning {
+                    self.emit(Event::Warning(warning));
+                }
+                for ack in acks {
+                    if let Some(index) =
+                        self.config.relays.iter().position(|r| r.id == ack.relay_id)
+                    {
+                        self.statuses[index] = RelayStatus::restored(Acknowledgement {
+                            state: ack.state,
+                            at: ack.at,
+                            rtt: ack.rtt,
+                            late: ack.late,
+                            restored: true,
+                        });
+                    }
+                }
+                self.emit(Event::History(history));
+                let events = self.events.clone();
+                let wake = self.wake.clone();
+                self.store = Some(StoreWriter::spawn(store, move |message| {
+                    let _ = events.send(Event::Warning(message));
+                    wake();
+                }));
+            }
+            Ok(Err(e)) => {
+                tracing::error!("{e}");
+                self.emit(Event::Warning(format!(
+                    "{e}. Nothing will be saved this session: states and the audit log are not kept."
+                )));
+            }
+            Err(e) => tracing::error!("store task failed: {e}"),
+        }
+    }
+
+    async fn shutdown(&mut self, mut network: mpsc::Receiver<NetEvent>) {
+        let now = Instant::now();
+        for (_, request) in self.pending.abandon_all(now) {
+            self.finish_failed(request.relay, request.action, Failure::ConnectionLost, None);
+        }
+        if self.client.try_disconnect().is_ok() {
+            // Let the event loop put DISCONNECT on the wire (it returns once sent).
+            let _ = tokio::time::timeout(Duration::from_millis(500), async {
+                while network.recv().await.is_some() {}
+            })
+            .await;
+        }
+        if let Some(mut store) = self.store.take() {
+            let _ = tokio::task::spawn_blocking(move || store.close()).await;
+        }
+        self.set_connection(ConnectionState::Stopped);
+    }
+
+    fn emit(&self, event: Event) {
+        if self.events.send(event).is_ok() {
+            (self.wake)();
+        }
+    }
+
+    fn emit_status(&self, relay: usize) {
+        self.emit(Event::Relay {
+            relay,
+            status: self.statuses[relay].clone(),
+        });
+    }
+
+    fn set_connection(&mut self, state: ConnectionState) {
+        if self.connection != state {
+            self.connection = state.clone();
+            self.emit(Event::Connection(state));
+        }
+    }
+
+    fn on_network(&mut self, event: NetEvent) {
+        match event {
+            NetEvent::Connected(ack) => {
+                tracing::info!(
+                    "connected (session present: {}); subscribing to {}",
+                    ack.session_present,
+                    self.response_topic
+                );
+                self.set_connection(ConnectionState::Subscribing);
+                if let Err(reason) = mqtt::subscribe(&self.client, &self.response_topic) {
+                    self.set_connection(ConnectionState::Reconnecting {
+                        reason,
+                        retry_in: Duration::ZERO,
+                    });
+                }
+            }
+            NetEvent::SubAck(ack) => {
+                let refused = ack
+                    .return_codes
+                    .iter()
+                    .find(|code| !matches!(code, SubscribeReasonCode::Success(_)));
+                match refused {
+                    None => self.set_connection(ConnectionState::Connected),
+                    Some(code) => self.set_connection(ConnectionState::Failed {
+                        reason: format!(
+                            "the broker refused the subscription to this panel's response topic {} ({code:?}); \
+                             the broker's ACL must let this client subscribe to it",
+                            self.response_topic
+                        ),
+                    }),
+                }
+            }
+            NetEvent::Publish(publish) => self.on_publish(publish),
+            NetEvent::Down {
+                reason,
+                fatal,
+                retry_in,
+            } => {
+                let now = Instant::now();
+                for (_, request) in self.pending.abandon_all(now) {
+                    self.finish_failed(
+                        request.relay,
+                        request.action,
+                        Failure::ConnectionLost,
+                        None,
+                    );
+                }
+                self.set_connection(if fatal {
+                    ConnectionState::Failed { reason }
+                } else {
+                    ConnectionState::Reconnecting { reason, retry_in }
+                });
+            }
+        }
+    }
+
+    fn on_request(&mut self, relay: usize, action: Action) {
+        let Some(relay_config) = self.config.relays.get(relay) else {
+            tracing::warn!("request for relay #{relay}, which is not configured");
+            return;
+        };
+        if self.pending.is_pending(relay) {
+            // The UI disables the buttons; a second click that slipped
+            // through changes nothing (one request in flight per relay).
+            tracing::info!("{}: a request is already in flight", relay_config.id);
+            return;
+        }
+        let Some(payload) = action.payload(relay_config) else {
+            let reason = format!(
+                "relay {} has no payload_query configured, so it cannot be asked its state",
+                relay_config.id
+            );
+            self.finish_failed(relay, action, Failure::NotSent { reason }, None);
+            return;
+        };
+        if !self.connection.is_ready() {
+            let reason = match &self.connection {
+                ConnectionState::Failed { reason } => format!("not connected: {reason}"),
+                ConnectionState::Reconnecting { reason, .. } => format!("not connected ({reason})"),
+                _ => "not connected to the broker yet".to_owned(),
+            };
+            self.finish_failed(relay, action, Failure::NotSent { reason }, None);
+            return;
+        }
+        let timeout = self.config.timeout(relay_config);
+        let id = CorrelationId::random();
+        let properties = PublishProperties {
+            response_topic: Some(self.response_topic.clone()),
+            correlation_data: Some(Bytes::copy_from_slice(&id.0)),
+            message_expiry_interval: Some(protocol::expiry_seconds(timeout)),
+            user_properties: vec![("operator".to_owned(), self.operator.clone())],
+            ..Default::default()
+        };
+        let sent = self.client.try_publish_with_properties(
+            relay_config.request_topic.clone(),
+            QoS::AtLeastOnce,
+            false,
+            Bytes::copy_from_slice(payload.as_bytes()),
+            properties,
+        );
+        if let Err(e) = sent {
+            let reason = format!("the MQTT client could not queue the request ({e})");
+            self.finish_failed(relay, action, Failure::NotSent { reason }, None);
+            return;
+        }
+        let now = Instant::now();
+        if let Err(AlreadyPending) = self.pending.start(id, relay, action, now, timeout) {
+            return; // checked above
+        }
+        let _ = self.statuses[relay].begin(action, SystemTime::now(), timeout);
+        tracing::debug!("{} <- {action} ({id:?})", relay_config.id);
+        self.emit_status(relay);
+    }
+
+    fn on_deadline(&mut self) {
+        let now = Instant::now();
+        for (_, request) in self.pending.expire(now) {
+            let after = request.deadline.duration_since(request.sent);
+            self.finish_failed(
+                request.relay,
+                request.action,
+                Failure::NoResponse { after },
+                None,
+            );
+        }
+    }
+
+    fn on_publish(&mut self, publish: rumqttc::v5::mqttbytes::v5::Publish) {
+        let now = Instant::now();
+        if publish.topic.as_ref() != self.response_topic.as_bytes() {
+            let topic = String::from_utf8_lossy(&publish.topic).into_owned();
+            self.ignored
+                .note(now, format_args!("message on foreign topic {topic:?}"));
+            return;
+        }
+        if publish.retain {
+            self.ignored.note(
+                now,
+                format_args!("retained message on the response topic (stale, not an answer)"),
+            );
+            return;
+        }
+        let correlation = publish
+            .properties
+            .as_ref()
+            .and_then(|p| p.correlation_data.as_ref());
+        let Some(correlation) = correlation else {
+            self.ignored
+                .note(now, format_args!("response without correlation data"));
+            return;
+        };
+        let Some(id) = CorrelationId::from_bytes(correlation) else {
+            self.ignored.note(
+                now,
+                format_args!(
+                    "correlation data of {} bytes (this panel sends 16)",
+                    correlation.len()
+                ),
+            );
+            return;
+        };
+        match self.pending.resolve(&id, now) {
+            Resolution::Current(request) => {
+                let rtt = now.duration_since(request.sent);
+                let relay_config = &self.config.relays[request.relay];
+                match protocol::parse_reply(&publish.payload, relay_config) {
+                    Reply::State(state) => {
+                        self.finish_confirmed(request.relay, request.action, state, rtt)
+                    }
+                    Reply::DeviceError(text) => self.finish_failed(
+                        request.relay,
+                        request.action,
+                        Failure::DeviceError { text },
+                        Some(rtt),
+                    ),
+                }
+            }
+            Resolution::Late(request) => {
+                let rtt = now.duration_since(request.sent);
+                let relay_config = &self.config.relays[request.relay];
+                let reply = protocol::parse_reply(&publish.payload, relay_config);
+                self.on_late(request.relay, request.action, reply, rtt);
+            }
+            Resolution::Unknown => {
+                self.ignored.note(
+                    now,
+                    format_args!("unknown, foreign or duplicate correlation {id:?}"),
+                );
+            }
+        }
+    }
+
+    fn audit(
+        &self,
+        relay: usize,
+        action: Action,
+        outcome: &str,
+        state: Option<RelayState>,
+        rtt: Option<Duration>,
+        detail: Option<String>,
+    ) -> AuditEntry {
+        AuditEntry {
+            at: SystemTime::now(),
+            relay_id: self.config.relays[relay].id.clone(),
+            action,
+            outcome: outcome.to_owned(),
+            state,
+            rtt,
+            detail,
+            operator: self.operator.clone(),
+        }
+    }
+
+    fn record(&self, record: Record) {
+        if let Some(store) = &self.store {
+            store.send(record);
+        }
+    }
+
+    fn finish_confirmed(&mut self, relay: usize, action: Action, state: RelayState, rtt: Duration) {
+        let at = SystemTime::now();
+        self.statuses[relay].confirm(state, at, rtt);
+        let detail = match action {
+            Action::On | Action::Off if Action::switch_to(state) != action => {
+                Some(format!("asked {action}, device reports {state}"))
+            }
+            _ => None,
+        };
+        let entry = self.audit(relay, action, "confirmed", Some(state), Some(rtt), detail);
+        self.record(Record::Ack(StoredAck {
+            relay_id: entry.relay_id.clone(),
+            state,
+            at,
+            rtt,
+            late: false,
+        }));
+        self.record(Record::Audit(entry.clone()));
+        self.emit_status(relay);
+        self.emit(Event::Finished { relay, entry });
+    }
+
+    fn finish_failed(
+        &mut self,
+        relay: usize,
+        action: Action,
+        failure: Failure,
+        rtt: Option<Duration>,
+    ) {
+        let detail = match &failure {
+            Failure::DeviceError { text } => Some(text.clone()),
+            Failure::NotSent { reason } => Some(reason.clone()),
+            _ => None,
+        };
+        let entry = self.audit(relay, action, failure.outcome(), None, rtt, detail);
+        self.statuses[relay].fail(failure, entry.at);
+        self.record(Record::Audit(entry.clone()));
+        self.emit_status(relay);
+        self.emit(Event::Finished { relay, entry });
+    }
+
+    fn on_late(&mut self, relay: usize, action: Action, reply: Reply, rtt: Duration) {
+        let at = SystemTime::now();
+        match reply {
+            Reply::State(state) => {
+                let taken = self.statuses[relay].late(state, at, rtt);
+                let entry = self.audit(
+                    relay,
+                    action,
+                    "late confirmed",
+                    Some(state),
+                    Some(rtt),
+                    (!taken).then(|| "older than a newer confirmation; not shown".to_owned()),
+                );
+                tracing::info!("{}: late answer {state} after {rtt:?}", entry.relay_id);
+                if taken {
+                    self.record(Record::Ack(StoredAck {
+                        relay_id: entry.relay_id.clone(),
+                        state,
+                        at,
+                        rtt,
+                        late: true,
+                    }));
+                    self.emit_status(relay);
+                }
+                self.record(Record::Audit(entry.clone()));
+                self.emit(Event::Late { relay, entry });
+            }
+            Reply::DeviceError(text) => {
+                let entry = self.audit(
+                    relay,
+                    action,
+                    "late device error",
+                    None,
+                    Some(rtt),
+                    Some(text),
+                );
+                self.record(Record::Audit(entry.clone()));
+                self.emit(Event::Late { relay, entry });
+            }
+        }
+    }
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline.into()).await,
+        None => std::future::pending().await,
+    }
+}

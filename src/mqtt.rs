@@ -1,0 +1,354 @@
+//! What the engine and the simulator share about talking to a broker:
+//! client options (TCP_NODELAY, TLS, credentials, packet size) and the
+//! task that drives rumqttc's event loop, with reconnect backoff and
+//! errors turned into messages a technician can act on.
+
+use std::time::Duration;
+
+use rumqttc::v5::mqttbytes::v5::{
+    ConnAck, ConnectReturnCode, DisconnectReasonCode, Packet, Publish, SubAck,
+};
+use rumqttc::v5::{AsyncClient, ConnectionError, Event, EventLoop, MqttOptions, StateError};
+use rumqttc::{NetworkOptions, Outgoing, TlsConfiguration, Transport};
+use tokio::sync::mpsc;
+
+use crate::config::{BrokerConfig, Scheme, parse_broker_url};
+
+/// Largest packet this client accepts. Sent to the broker in CONNECT, so
+/// the broker drops (rather than delivers) larger responses: an oversized
+/// reply can never knock the panel off the broker.
+pub const MAX_INCOMING_PACKET: u32 = 64 * 1024;
+/// Capacity of rumqttc's request channel (a group switch of thousands of
+/// relays must fit without "queue full").
+pub const REQUEST_CHANNEL: usize = 65_536;
+/// Shortest and longest pause between reconnect attempts.
+pub const BACKOFF: (Duration, Duration) = (Duration::from_millis(100), Duration::from_secs(1));
+
+/// The client options could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    /// The broker URL is unusable.
+    #[error("{0}")]
+    Url(String),
+    /// A TLS file could not be read.
+    #[error("cannot read {what} {path}: {source}")]
+    TlsFile {
+        /// Which file (CA, certificate, key).
+        what: &'static str,
+        /// Its path.
+        path: std::path::PathBuf,
+        /// What the OS said.
+        source: std::io::Error,
+    },
+}
+
+/// Builds client options for `broker` under `client_id`.
+pub fn client_options(broker: &BrokerConfig, client_id: &str) -> Result<MqttOptions, SetupError> {
+    let address = parse_broker_url(&broker.url).map_err(SetupError::Url)?;
+    let mut options = MqttOptions::new(client_id, address.host.clone(), address.port);
+    options.set_keep_alive(Duration::from_secs(15));
+    options.set_clean_start(true);
+    options.set_request_response_info(Some(1));
+    options.set_max_packet_size(Some(MAX_INCOMING_PACKET));
+    options.set_connection_timeout(5);
+    let mut network = NetworkOptions::new();
+    // Without it every request/response costs 44-88 ms (Nagle + delayed ACK).
+    network.set_tcp_nodelay(true);
+    network.set_connection_timeout(5);
+    options.set_network_options(network);
+    if let Some(user) = &broker.username {
+        options.set_credentials(user.clone(), broker.password.clone().unwrap_or_default());
+    }
+    if address.scheme == Scheme::Tls {
+        let read = |what, path: &std::path::Path| {
+            std::fs::read(path).map_err(|source| SetupError::TlsFile {
+                what,
+                path: path.to_owned(),
+                source,
+            })
+        };
+        let transport = match &broker.ca_file {
+            Some(ca_file) => {
+                let ca = read("ca_file", ca_file)?;
+                let client_auth = match (&broker.client_cert, &broker.client_key) {
+                    (Some(cert), Some(key)) => {
+                        Some((read("client_cert", cert)?, read("client_key", key)?))
+                    }
+                    _ => None,
+                };
+                Transport::Tls(TlsConfiguration::Simple {
+                    ca,
+                    alpn: None,
+                    client_auth,
+                })
+            }
+            None => Transport::tls_with_default_config(),
+        };
+        options.set_transport(transport);
+    }
+    Ok(options)
+}
+
+/// Creates the client and its event loop for `broker`.
+pub fn client(
+    broker: &BrokerConfig,
+    client_id: &str,
+) -> Result<(AsyncClient, EventLoop), SetupError> {
+    let options = client_options(broker, client_id)?;
+    Ok(AsyncClient::new(options, REQUEST_CHANNEL))
+}
+
+/// What the event-loop task reports.
+#[derive(Debug)]
+pub enum NetEvent {
+    /// Connected (CONNACK success). Subscriptions are gone: resubscribe.
+    Connected(ConnAck),
+    /// SUBACK for a subscription.
+    SubAck(SubAck),
+    /// A message arrived.
+    Publish(Publish),
+    /// The connection dropped or could not be made.
+    Down {
+        /// What went wrong, for the technician.
+        reason: String,
+        /// Retrying cannot help (wrong password, not MQTT 5, session
+        /// taken over…); the task has stopped.
+        fatal: bool,
+        /// Pause before the next attempt.
+        retry_in: Duration,
+    },
+}
+
+/// Drives `eventloop` until the client disconnects or the receiver is
+/// dropped, forwarding what matters. Reconnects with backoff; stops after
+/// a fatal error.
+pub fn spawn_event_loop(mut eventloop: EventLoop, label: String) -> mpsc::Receiver<NetEvent> {
+    let (tx, rx) = mpsc::channel(4096);
+    let address = eventloop.options.broker_address();
+    let client_id = eventloop.options.client_id();
+    tokio::spawn(async move {
+        let mut backoff = BACKOFF.0;
+        // Connection attempts closed by the broker before any CONNACK in a row.
+        let mut closed_before_connack = 0u32;
+        let mut connected = false;
+        loop {
+            let event = eventloop.poll().await;
+            let forward = match event {
+                Ok(Event::Incoming(Packet::ConnAck(ack))) => {
+                    connected = true;
+                    backoff = BACKOFF.0;
+                    closed_before_connack = 0;
+                    NetEvent::Connected(ack)
+                }
+                Ok(Event::Incoming(Packet::Publish(publish))) => NetEvent::Publish(publish),
+                Ok(Event::Incoming(Packet::SubAck(ack))) => NetEvent::SubAck(ack),
+                Ok(Event::Outgoing(Outgoing::Disconnect)) => {
+                    tracing::debug!("{label}: disconnected");
+                    return;
+                }
+                Ok(_) => continue,
+                Err(ConnectionError::RequestsDone) => return,
+                Err(error) => {
+                    let was_connected = std::mem::replace(&mut connected, false);
+                    let (reason, mut fatal) = describe(&error, &address, &client_id, was_connected);
+                    if !was_connected && closed_before_handshake(&error) {
+                        closed_before_connack += 1;
+                        // Twice in a row: the broker accepts TCP but not MQTT 5.
+                        fatal |= closed_before_connack >= 2;
+                    }
+                    let retry_in = backoff;
+                    backoff = (backoff * 2).min(BACKOFF.1);
+                    tracing::warn!("{label}: {reason}");
+                    if tx
+                        .send(NetEvent::Down {
+                            reason,
+                            fatal,
+                            retry_in,
+                        })
+                        .await
+                        .is_err()
+                        || fatal
+                    {
+                        return;
+                    }
+                    tokio::time::sleep(retry_in).await;
+                    continue;
+                }
+            };
+            if tx.send(forward).await.is_err() {
+                return;
+            }
+        }
+    });
+    rx
+}
+
+fn closed_before_handshake(error: &ConnectionError) -> bool {
+    use std::io::ErrorKind::*;
+    match error {
+        ConnectionError::Io(e) | ConnectionError::MqttState(StateError::Io(e)) => {
+            matches!(
+                e.kind(),
+                UnexpectedEof | ConnectionReset | ConnectionAborted | BrokenPipe
+            )
+        }
+        ConnectionError::MqttState(StateError::ConnectionAborted) => true,
+        ConnectionError::NotConnAck(_)
+        | ConnectionError::MqttState(StateError::Deserialization(_)) => true,
+        _ => false,
+    }
+}
+
+/// A technician-readable reason for a connection error, and whether
+/// retrying is pointless.
+fn describe(
+    error: &ConnectionError,
+    (host, port): &(String, u16),
+    client_id: &str,
+    was_connected: bool,
+) -> (String, bool) {
+    use std::io::ErrorKind;
+    let broker = format!("{host}:{port}");
+    match error {
+        ConnectionError::ConnectionRefused(code) => {
+            let (what, fatal) = match code {
+                ConnectReturnCode::UnsupportedProtocolVersion
+                | ConnectReturnCode::RefusedProtocolVersion => (
+                    "does not accept MQTT 5 (Relay Panel needs MQTT 5 for request/response)"
+                        .to_owned(),
+                    true,
+                ),
+                ConnectReturnCode::BadUserNamePassword => (
+                    "refused the user name or password; check username/password in [broker]"
+                        .to_owned(),
+                    true,
+                ),
+                ConnectReturnCode::NotAuthorized | ConnectReturnCode::Banned => (
+                    format!(
+                        "refused this client ({code:?}): not authorised; check credentials and the broker's ACL"
+                    ),
+                    true,
+                ),
+                ConnectReturnCode::ClientIdentifierNotValid | ConnectReturnCode::BadClientId => {
+                    (format!("refused the client id {client_id:?}"), true)
+                }
+                ConnectReturnCode::BadAuthenticationMethod => {
+                    ("refused the authentication method".to_owned(), true)
+                }
+                other => (format!("refused the connection ({other:?})"), false),
+            };
+            (format!("broker {broker} {what}"), fatal)
+        }
+        ConnectionError::MqttState(StateError::ServerDisconnect {
+            reason_code,
+            reason_string,
+        }) => {
+            let detail = reason_string
+                .as_deref()
+                .map(|s| format!(": {s}"))
+                .unwrap_or_default();
+            match reason_code {
+                DisconnectReasonCode::SessionTakenOver => (
+                    format!(
+                        "another client connected with the same client id {client_id:?} and took over the session; \
+                         not reconnecting (two panels with one client id would throw each other off). \
+                         Give each panel its own client_id, or remove it from [broker]"
+                    ),
+                    true,
+                ),
+                DisconnectReasonCode::NotAuthorized => (
+                    format!("broker {broker} disconnected this client: not authorised{detail}"),
+                    true,
+                ),
+                other => (
+                    format!("broker {broker} disconnected this client ({other:?}){detail}"),
+                    false,
+                ),
+            }
+        }
+        ConnectionError::MqttState(StateError::IncomingPacketTooLarge { pkt_size, max }) => (
+            format!("a message of {pkt_size} bytes exceeded the {max}-byte limit; reconnecting"),
+            false,
+        ),
+        ConnectionError::Io(e) | ConnectionError::MqttState(StateError::Io(e)) => match e.kind() {
+            ErrorKind::ConnectionRefused => (
+                format!(
+                    "cannot connect to broker {broker}: connection refused (is the broker running and is the URL right?)"
+                ),
+                false,
+            ),
+            ErrorKind::UnexpectedEof
+            | ErrorKind::ConnectionReset
+            | ErrorKind::ConnectionAborted
+            | ErrorKind::BrokenPipe
+                if !was_connected =>
+            {
+                (
+                    format!(
+                        "broker {broker} closed the connection without answering the MQTT 5 CONNECT: \
+                         it may not accept MQTT 5 (Relay Panel needs MQTT 5), or it rejects this client"
+                    ),
+                    false,
+                )
+            }
+            _ if e.to_string().contains("failed to lookup")
+                || e.to_string().contains("Name or service") =>
+            {
+                (format!("cannot resolve broker host {host:?}: {e}"), false)
+            }
+            _ => (format!("connection to broker {broker} lost: {e}"), false),
+        },
+        ConnectionError::MqttState(StateError::ConnectionAborted) if !was_connected => (
+            format!(
+                "broker {broker} closed the connection without answering the MQTT 5 CONNECT: \
+                 it may not accept MQTT 5 (Relay Panel needs MQTT 5)"
+            ),
+            false,
+        ),
+        ConnectionError::NotConnAck(_)
+        | ConnectionError::MqttState(StateError::Deserialization(_))
+            if !was_connected =>
+        {
+            (
+                format!(
+                    "broker {broker} answered CONNECT with something that is not an MQTT 5 CONNACK: it does not speak MQTT 5"
+                ),
+                true,
+            )
+        }
+        ConnectionError::Timeout(_) => {
+            (format!("broker {broker} did not answer within 5 s"), false)
+        }
+        ConnectionError::Tls(e) => (describe_tls(e, &broker), true),
+        other => (
+            format!("connection to broker {broker} lost: {other}"),
+            false,
+        ),
+    }
+}
+
+fn describe_tls(error: &rumqttc::TlsError, broker: &str) -> String {
+    let text = error.to_string();
+    let hint = if text.contains("UnknownIssuer") {
+        "the broker's certificate is not signed by ca_file"
+    } else if text.contains("Expired") {
+        "a certificate has expired"
+    } else if text.contains("NotValidForName") || text.contains("NotValidYet") {
+        "the broker's certificate does not match its host name or is not valid yet"
+    } else if text.contains("No valid CA") {
+        "ca_file holds no PEM certificate"
+    } else if text.contains("client authentication") || text.contains("No valid key") {
+        "client_cert / client_key are not a valid PEM certificate and key"
+    } else {
+        "TLS handshake failed"
+    };
+    format!("TLS with broker {broker} failed: {hint} ({text})")
+}
+
+/// Subscribes without awaiting (never await a publish/subscribe next to
+/// the loop that polls: the bounded channel could deadlock).
+pub fn subscribe(client: &AsyncClient, topic: &str) -> Result<(), String> {
+    client
+        .try_subscribe(topic, rumqttc::v5::mqttbytes::QoS::AtLeastOnce)
+        .map_err(|e| format!("cannot subscribe to {topic}: {e}"))
+}

@@ -1,0 +1,322 @@
+//! Correlation bookkeeping: which requests are in flight, and which ended
+//! recently without an answer (so a late answer is still recognised).
+//!
+//! Pure: every method takes `now`; no clocks, no I/O.
+//!
+//! Invariants:
+//! - at most one request in flight per relay;
+//! - a correlation id is in at most one of `in_flight` and `recent`;
+//! - `recent` forgets entries after the grace period and never holds more
+//!   than `max_recent`, so memory stays bounded whatever devices do.
+
+use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::time::{Duration, Instant};
+
+use crate::protocol::{Action, CorrelationId};
+
+/// One request the panel sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InFlight {
+    /// Index of the relay in the configuration.
+    pub relay: usize,
+    /// What was asked.
+    pub action: Action,
+    /// When it was published (round trips are measured from here).
+    pub sent: Instant,
+    /// When it ends as "no response".
+    pub deadline: Instant,
+}
+
+/// What an incoming correlation id refers to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Resolution {
+    /// A request still in flight: this answers it.
+    Current(InFlight),
+    /// A request that already ended (timed out, connection lost) within the
+    /// grace period: the device's own late report.
+    Late(InFlight),
+    /// Nothing this panel remembers: foreign, duplicate, forged or too late.
+    Unknown,
+}
+
+/// The relay already has a request in flight.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AlreadyPending;
+
+/// The correlation table.
+#[derive(Debug)]
+pub struct PendingRequests {
+    /// Requests waiting for an answer, by correlation id.
+    in_flight: HashMap<CorrelationId, InFlight>,
+    /// The one in-flight request of each relay.
+    by_relay: HashMap<usize, CorrelationId>,
+    /// In-flight requests ordered by deadline, for the next timer.
+    deadlines: BTreeSet<(Instant, CorrelationId)>,
+    /// Ended requests that may still be answered late.
+    recent: HashMap<CorrelationId, InFlight>,
+    /// When each `recent` entry is forgotten, oldest first.
+    forget_order: VecDeque<(Instant, CorrelationId)>,
+    /// How long ended requests are remembered.
+    grace: Duration,
+    /// Cap on `recent`, whatever the grace period.
+    max_recent: usize,
+}
+
+impl PendingRequests {
+    /// A table remembering ended requests for `grace`, at most `max_recent`.
+    pub fn new(grace: Duration, max_recent: usize) -> Self {
+        PendingRequests {
+            in_flight: HashMap::new(),
+            by_relay: HashMap::new(),
+            deadlines: BTreeSet::new(),
+            recent: HashMap::new(),
+            forget_order: VecDeque::new(),
+            grace,
+            max_recent,
+        }
+    }
+
+    /// Registers a new request under `id` (chosen by the caller, normally
+    /// [`CorrelationId::random`]).
+    pub fn start(
+        &mut self,
+        id: CorrelationId,
+        relay: usize,
+        action: Action,
+        now: Instant,
+        timeout: Duration,
+    ) -> Result<(), AlreadyPending> {
+        if self.by_relay.contains_key(&relay) {
+            return Err(AlreadyPending);
+        }
+        let request = InFlight {
+            relay,
+            action,
+            sent: now,
+            deadline: now + timeout,
+        };
+        // A (vanishingly unlikely) id collision with a remembered request
+        // must not let an old answer confirm the new one.
+        self.recent.remove(&id);
+        self.in_flight.insert(id, request);
+        self.by_relay.insert(relay, id);
+        self.deadlines.insert((request.deadline, id));
+        Ok(())
+    }
+
+    /// Whether the relay has a request in flight.
+    pub fn is_pending(&self, relay: usize) -> bool {
+        self.by_relay.contains_key(&relay)
+    }
+
+    /// Number of requests in flight.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.len()
+    }
+
+    /// Number of ended requests still remembered.
+    pub fn remembered(&self) -> usize {
+        self.recent.len()
+    }
+
+    /// The earliest deadline of a request in flight.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.deadlines.first().map(|(d, _)| *d)
+    }
+
+    /// Matches an answer's correlation id. Each request is answered at most
+    /// once: a second answer with the same id is `Unknown`.
+    pub fn resolve(&mut self, id: &CorrelationId, now: Instant) -> Resolution {
+        self.forget_old(now);
+        if let Some(request) = self.remove_in_flight(id) {
+            return Resolution::Current(request);
+        }
+        match self.recent.remove(id) {
+            Some(request) => Resolution::Late(request),
+            None => Resolution::Unknown,
+        }
+    }
+
+    /// Ends every request whose deadline has passed; they stay answerable
+    /// (late) for the grace period.
+    pub fn expire(&mut self, now: Instant) -> Vec<(CorrelationId, InFlight)> {
+        let mut ended = Vec::new();
+        while let Some(&(deadline, id)) = self.deadlines.first() {
+            if deadline > now {
+                break;
+            }
+            if let Some(request) = self.remove_in_flight(&id) {
+                self.remember(id, request, now);
+                ended.push((id, request));
+            }
+        }
+        self.forget_old(now);
+        ended
+    }
+
+    /// Ends every request in flight (the connection dropped); they stay
+    /// answerable (late) for the grace period.
+    pub fn abandon_all(&mut self, now: Instant) -> Vec<(CorrelationId, InFlight)> {
+        let ids: Vec<CorrelationId> = self.deadlines.iter().map(|(_, id)| *id).collect();
+        let mut ended = Vec::with_capacity(ids.len());
+        for id in ids {
+            if let Some(request) = self.remove_in_flight(&id) {
+                self.remember(id, request, now);
+                ended.push((id, request));
+            }
+        }
+        ended
+    }
+
+    fn remove_in_flight(&mut self, id: &CorrelationId) -> Option<InFlight> {
+        let request = self.in_flight.remove(id)?;
+        self.by_relay.remove(&request.relay);
+        self.deadlines.remove(&(request.deadline, *id));
+        Some(request)
+    }
+
+    fn remember(&mut self, id: CorrelationId, request: InFlight, now: Instant) {
+        self.recent.insert(id, request);
+        self.forget_order.push_back((now + self.grace, id));
+        while self.recent.len() > self.max_recent {
+            match self.forget_order.pop_front() {
+                Some((_, old)) => {
+                    self.recent.remove(&old);
+                }
+                None => break,
+            }
+        }
+    }
+
+    fn forget_old(&mut self, now: Instant) {
+        while let Some(&(forget_at, id)) = self.forget_order.front() {
+            if forget_at > now {
+                break;
+            }
+            self.forget_order.pop_front();
+            self.recent.remove(&id);
+        }
+        // Entries resolved late leave stale ids in `forget_order`; they are
+        // dropped here when they come due, so the queue stays bounded too.
+        if self.forget_order.len() > 2 * self.max_recent.max(1) {
+            let recent = &self.recent;
+            self.forget_order.retain(|(_, id)| recent.contains_key(id));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TIMEOUT: Duration = Duration::from_secs(3);
+    const GRACE: Duration = Duration::from_secs(30);
+
+    fn id(n: u8) -> CorrelationId {
+        CorrelationId([n; 16])
+    }
+
+    /// Table-driven walk through the life of requests.
+    #[test]
+    fn lifecycle_table() {
+        let t0 = Instant::now();
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        let mut table = PendingRequests::new(GRACE, 100);
+        table.start(id(1), 0, Action::On, at(0), TIMEOUT).unwrap();
+        table.start(id(2), 1, Action::Off, at(10), TIMEOUT).unwrap();
+        assert_eq!(
+            table.start(id(3), 0, Action::Off, at(20), TIMEOUT),
+            Err(AlreadyPending),
+            "one request in flight per relay"
+        );
+        assert_eq!(table.next_deadline(), Some(at(3000)));
+
+        // (step, id, now ms, expected)
+        enum Step {
+            Resolve(u8, u64, &'static str),
+            Expire(u64, usize),
+        }
+        let steps = [
+            Step::Resolve(9, 100, "unknown"),
+            Step::Resolve(2, 200, "current"),
+            Step::Resolve(2, 210, "unknown"), // duplicate answer
+            Step::Expire(2999, 0),
+            Step::Expire(3000, 1), // id 1 times out
+            Step::Resolve(1, 4000, "late"),
+            Step::Resolve(1, 4001, "unknown"), // late duplicate
+        ];
+        for step in steps {
+            match step {
+                Step::Resolve(n, ms, expected) => {
+                    let got = match table.resolve(&id(n), at(ms)) {
+                        Resolution::Current(_) => "current",
+                        Resolution::Late(_) => "late",
+                        Resolution::Unknown => "unknown",
+                    };
+                    assert_eq!(got, expected, "resolve id {n} at {ms} ms");
+                }
+                Step::Expire(ms, n) => {
+                    assert_eq!(table.expire(at(ms)).len(), n, "expire at {ms} ms")
+                }
+            }
+        }
+        assert!(!table.is_pending(0));
+        table
+            .start(id(4), 0, Action::Off, at(5000), TIMEOUT)
+            .unwrap();
+    }
+
+    /// Ended requests are forgotten after the grace period.
+    #[test]
+    fn late_answers_only_within_grace() {
+        let t0 = Instant::now();
+        let mut table = PendingRequests::new(GRACE, 100);
+        table.start(id(1), 0, Action::On, t0, TIMEOUT).unwrap();
+        table.start(id(2), 1, Action::On, t0, TIMEOUT).unwrap();
+        assert_eq!(table.expire(t0 + TIMEOUT).len(), 2);
+        assert!(matches!(
+            table.resolve(&id(1), t0 + TIMEOUT + GRACE - Duration::from_millis(1)),
+            Resolution::Late(_)
+        ));
+        assert_eq!(
+            table.resolve(&id(2), t0 + TIMEOUT + GRACE),
+            Resolution::Unknown
+        );
+        assert_eq!(table.remembered(), 0);
+    }
+
+    /// A dropped connection ends everything in flight, still answerable late.
+    #[test]
+    fn abandon_all_ends_everything() {
+        let t0 = Instant::now();
+        let mut table = PendingRequests::new(GRACE, 100);
+        for n in 0..5 {
+            table
+                .start(id(n), n as usize, Action::On, t0, TIMEOUT)
+                .unwrap();
+        }
+        assert_eq!(table.abandon_all(t0).len(), 5);
+        assert_eq!(table.in_flight(), 0);
+        assert_eq!(table.next_deadline(), None);
+        assert!(matches!(table.resolve(&id(3), t0), Resolution::Late(_)));
+    }
+
+    /// However many requests time out, memory stays under the cap.
+    #[test]
+    fn memory_is_bounded() {
+        let t0 = Instant::now();
+        let mut table = PendingRequests::new(Duration::from_secs(3600), 50);
+        for n in 0..10_000u32 {
+            let mut bytes = [0u8; 16];
+            bytes[..4].copy_from_slice(&n.to_le_bytes());
+            let now = t0 + Duration::from_millis(n as u64);
+            table
+                .start(CorrelationId(bytes), 0, Action::On, now, Duration::ZERO)
+                .unwrap();
+            table.expire(now);
+            table.resolve(&CorrelationId([0xff; 16]), now);
+        }
+        assert!(table.remembered() <= 50);
+        assert!(table.forget_order.len() <= 100);
+    }
+}
