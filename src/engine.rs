@@ -232,7 +232,14 @@ pub fn spawn(options: EngineOptions) -> Result<(EngineHandle, Events), EngineErr
         config: options.config,
     };
     let label = client_id.clone();
-    tokio::spawn(engine.run(eventloop, label, commands_rx, options.data_dir));
+    let fixed_client_id = engine.config.broker.client_id.is_some();
+    tokio::spawn(engine.run(
+        eventloop,
+        label,
+        fixed_client_id,
+        commands_rx,
+        options.data_dir,
+    ));
     Ok((
         EngineHandle {
             commands: commands_tx,
@@ -312,6 +319,7 @@ impl Engine {
         mut self,
         eventloop: rumqttc::v5::EventLoop,
         label: String,
+        fixed_client_id: bool,
         mut commands: mpsc::UnboundedReceiver<Command>,
         data_dir: Option<PathBuf>,
     ) {
@@ -322,7 +330,7 @@ impl Engine {
             self.emit_status(relay);
         }
         self.emit(Event::Connection(ConnectionState::Connecting));
-        let mut network = mqtt::spawn_event_loop(eventloop, label);
+        let mut network = mqtt::spawn_event_loop(eventloop, label, fixed_client_id);
         loop {
             let deadline = self.pending.next_deadline();
             tokio::select! {

@@ -119,10 +119,24 @@ pub enum NetEvent {
     },
 }
 
+/// A connection closed by the broker sooner than this after CONNACK counts
+/// as a "short" connection (see `spawn_event_loop`).
+const STABLE_AFTER: Duration = Duration::from_secs(10);
+
 /// Drives `eventloop` until the client disconnects or the receiver is
-/// dropped, forwarding what matters. Reconnects with backoff; stops after
-/// a fatal error.
-pub fn spawn_event_loop(mut eventloop: EventLoop, label: String) -> mpsc::Receiver<NetEvent> {
+/// dropped, forwarding what matters. Reconnects with backoff (reset only
+/// once a connection has proved stable); stops after a fatal error.
+///
+/// `fixed_client_id`: the client id comes from the configuration, so
+/// another client may be using it. Mosquitto closes the older of two
+/// connections with the same id without a DISCONNECT reason, so two such
+/// connections closed right after being accepted are taken as a session
+/// take-over and end the loop rather than fight the other client.
+pub fn spawn_event_loop(
+    mut eventloop: EventLoop,
+    label: String,
+    fixed_client_id: bool,
+) -> mpsc::Receiver<NetEvent> {
     let (tx, rx) = mpsc::channel(4096);
     let address = eventloop.options.broker_address();
     let client_id = eventloop.options.client_id();
@@ -131,12 +145,15 @@ pub fn spawn_event_loop(mut eventloop: EventLoop, label: String) -> mpsc::Receiv
         // Connection attempts closed by the broker before any CONNACK in a row.
         let mut closed_before_connack = 0u32;
         let mut connected = false;
+        let mut connected_at = std::time::Instant::now();
+        // Connections closed by the broker soon after CONNACK, in a row.
+        let mut short_drops = 0u32;
         loop {
             let event = eventloop.poll().await;
             let forward = match event {
                 Ok(Event::Incoming(Packet::ConnAck(ack))) => {
                     connected = true;
-                    backoff = BACKOFF.0;
+                    connected_at = std::time::Instant::now();
                     closed_before_connack = 0;
                     NetEvent::Connected(ack)
                 }
@@ -150,11 +167,30 @@ pub fn spawn_event_loop(mut eventloop: EventLoop, label: String) -> mpsc::Receiv
                 Err(ConnectionError::RequestsDone) => return,
                 Err(error) => {
                     let was_connected = std::mem::replace(&mut connected, false);
-                    let (reason, mut fatal) = describe(&error, &address, &client_id, was_connected);
+                    let (mut reason, mut fatal) =
+                        describe(&error, &address, &client_id, was_connected);
                     if !was_connected && closed_before_handshake(&error) {
                         closed_before_connack += 1;
                         // Twice in a row: the broker accepts TCP but not MQTT 5.
                         fatal |= closed_before_connack >= 2;
+                    }
+                    if was_connected {
+                        if connected_at.elapsed() >= STABLE_AFTER {
+                            backoff = BACKOFF.0;
+                            short_drops = 0;
+                        } else if closed_before_handshake(&error) {
+                            short_drops += 1;
+                            if fixed_client_id && short_drops >= 2 && !fatal {
+                                fatal = true;
+                                reason = format!(
+                                    "broker {}:{} keeps closing this connection right after accepting it: another client \
+                                     (probably another panel) is using the same client id {client_id:?} and took over the session; \
+                                     not reconnecting, so the two do not throw each other off. Give each panel its own client_id, \
+                                     or remove client_id from [broker]",
+                                    address.0, address.1
+                                );
+                            }
+                        }
                     }
                     let retry_in = backoff;
                     backoff = (backoff * 2).min(BACKOFF.1);

@@ -209,7 +209,7 @@ impl Devices {
         mut stop: tokio::sync::oneshot::Receiver<()>,
         ready: watch::Sender<bool>,
     ) {
-        let mut network = mqtt::spawn_event_loop(eventloop, label);
+        let mut network = mqtt::spawn_event_loop(eventloop, label, false);
         let mut awaiting_subacks = 0usize;
         loop {
             tokio::select! {

@@ -1,0 +1,594 @@
+//! The engine against a real Mosquitto and simulated devices.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::{Mosquitto, TestEngine, config, devices};
+use relay_panel::engine::{ConnectionState, EngineOptions, Event};
+use relay_panel::protocol::{Action, RelayState};
+use relay_panel::relay::{Failure, Phase};
+use relay_panel::sim::{FAIL_TEXT, Faults, SimReply};
+
+const SHORT: Duration = Duration::from_millis(400);
+
+fn last_state(events: &[Event], relay: usize) -> Option<Option<RelayState>> {
+    events.iter().rev().find_map(|e| match e {
+        Event::Relay { relay: r, status } if *r == relay => {
+            Some(status.last_acknowledged.map(|a| a.state))
+        }
+        _ => None,
+    })
+}
+
+/// On, off and query are confirmed by the device, and the device really
+/// switched.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_off_query_are_confirmed() {
+    let broker = Mosquitto::start();
+    let config = config(&broker.url(), 3);
+    let (devices, _) = devices(&config, Faults::default()).await;
+    let mut engine = TestEngine::start(&config);
+    engine.connected().await;
+
+    let on = engine.request(1, Action::On).await;
+    assert_eq!(
+        (on.outcome.as_str(), on.state),
+        ("confirmed", Some(RelayState::On))
+    );
+    assert!(on.rtt.is_some());
+    assert_eq!(devices.state("r1"), Some(RelayState::On));
+
+    let query = engine.request(1, Action::Query).await;
+    assert_eq!(
+        (query.outcome.as_str(), query.state),
+        ("confirmed", Some(RelayState::On))
+    );
+
+    let off = engine.request(1, Action::Off).await;
+    assert_eq!(
+        (off.outcome.as_str(), off.state),
+        ("confirmed", Some(RelayState::Off))
+    );
+    assert_eq!(devices.state("r1"), Some(RelayState::Off));
+    assert_eq!(
+        devices.state("r0"),
+        Some(RelayState::Off),
+        "other relays untouched"
+    );
+}
+
+/// The status goes Pending (last acknowledged kept) then Confirmed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_is_pending_until_the_device_answers() {
+    let broker = Mosquitto::start();
+    let config = config(&broker.url(), 1);
+    let faults = Faults {
+        latency: Duration::from_millis(200),
+        ..Faults::default()
+    };
+    let (_devices, _) = devices(&config, faults).await;
+    let mut engine = TestEngine::start(&config);
+    engine.connected().await;
+    engine.handle.request(0, Action::On);
+    let mut phases = Vec::new();
+    loop {
+        match engine.next(Duration::from_secs(5)).await {
+            Event::Relay { status, .. } => phases.push(status),
+            Event::Finished { .. } => break,
+            _ => {}
+        }
+    }
+    assert!(
+        matches!(
+            phases[0].phase,
+            Phase::Pending {
+                requested: Action::On,
+                ..
+            }
+        ),
+        "{phases:?}"
+    );
+    assert_eq!(
+        phases[0].last_acknowledged, None,
+        "nothing confirmed while pending"
+    );
+    let last = phases.last().unwrap();
+    assert!(
+        matches!(
+            last.phase,
+            Phase::Confirmed {
+                state: RelayState::On,
+                ..
+            }
+        ),
+        "{last:?}"
+    );
+    assert!(last.last_acknowledged.unwrap().rtt >= Duration::from_millis(200));
+}
+
+/// With no device, the request ends as "no response" and nothing changes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_device_means_no_response() {
+    let broker = Mosquitto::start();
+    let mut config = config(&broker.url(), 1);
+    config.relays[0].timeout_ms = Some(300);
+    let mut engine = TestEngine::start(&config);
+    engine.connected().await;
+    let entry = engine.request(0, Action::On).await;
+    assert_eq!(entry.outcome, "no response");
+    assert_eq!(entry.state, None);
+    let events = engine.stop().await;
+    assert_ne!(last_state(&events, 0), Some(Some(RelayState::On)));
+}
+
+/// A second request for a relay with one in flight is not sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_request_in_flight_per_relay() {
+    let broker = Mosquitto::start();
+    let config = config(&broker.url(), 1);
+    let faults = Faults {
+        latency: Duration::from_millis(300),
+        ..Faults::default()
+    };
+    let (_devices, mut records) = devices(&config, faults).await;
+    let mut engine = TestEngine::start(&config);
+    engine.connected().await;
+    engine.handle.request(0, Action::On);
+    engine.handle.request(0, Action::Off);
+    let entry = engine.finished(0, Duration::from_secs(5)).await;
+    assert_eq!(entry.state, Some(RelayState::On));
+    let others: Vec<_> = engine.drain(SHORT).await;
+    assert!(
+        !others.iter().any(|e| matches!(e, Event::Finished { .. })),
+        "{others:?}"
+    );
+    records.recv().await.unwrap();
+    assert!(
+        records.try_recv().is_err(),
+        "the device saw exactly one request"
+    );
+}
+
+/// Wrong correlation data is ignored: the request times out unconfirmed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_correlation_is_ignored() {
+    let broker = Mosquitto::start();
+    let mut config = config(&broker.url(), 1);
+    config.relays[0].timeout_ms = Some(300);
+    let faults = Faults {
+        wrong_correlation: 1.0,
+        ..Faults::default()
+    };
+    let (devices, mut records) = devices(&config, faults).await;
+    let mut engine = TestEngine::start(&config);
+    engine.connected().await;
+    let entry = engine.request(0, Action::On).await;
+    assert_eq!(entry.outcome, "no response");
+    assert_eq!(
+        records.recv().await.unwrap().reply,
+        SimReply::WrongCorrelation
+    );
+    assert_eq!(
+        devices.state("r0"),
+        Some(RelayState::On),
+        "the device did switch…"
+    );
+    let events = engine.stop().await;
+    assert_ne!(
+        last_state(&events, 0),
+        Some(Some(RelayState::On)),
+        "…but nobody confirmed it to this panel"
+    );
+}
+
+/// A duplicated answer confirms once; the copy changes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn duplicate_answers_count_once() {
+    let broker = Mosquitto::start();
+    let config = config(&broker.url(), 1);
+    let faults = Faults {
+        duplicate: 1.0,
+        ..Faults::default()
+    };
+    let (_devices, _) = devices(&config, faults).await;
+    let mut engine = TestEngine::start(&config);
+    engine.connected().await;
+    let entry = engine.request(0, Action::On).await;
+    assert_eq!(entry.outcome, "confirmed");
+    let after = engine.drain(SHORT).await;
+    assert!(
+        !after.iter().any(|e| matches!(
+            e,
+            Event::Relay { .. } | Event::Finished { .. } | Event::Late { .. }
+        )),
+        "the duplicate must change nothing: {after:?}"
+    );
+}
+
+/// Garbage payloads are device errors: shown, but the state is unchanged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbage_answers_change_no_state() {
+    let broker = Mosquitto::start();
+    let config = config(&broker.url(), 1);
+    let (mut devices_ok, _) = devices(&config, Faults::default()).await;
+    let mut engine = TestEngine::start(&config);
+    engine.connected().await;
+    assert_eq!(engine.request(0, Action::On).await.outcome, "confirmed");
+    devices_ok.stop();
+    let faults = Faults {
+        garbage: 1.0,
+        ..Faults::default()
+    };
+    let (_garbage, _) = devices(&config, faults).await;
+    engine.handle.request(0, Action::Off);
+    let mut last = None;
+    loop {
+        match engine.next(Duration::from_secs(5)).await {
+            Event::Relay { status, .. } => last = Some(status),
+            Event::Finished { entry, .. } => {
+                assert_eq!(entry.outcome, "device error");
+                break;
+            }
+            _ => {}
+        }
+    }
+    let last = last.unwrap();
+    assert!(matches!(
+        last.phase,
+        Phase::Failed {
+            reason: Failure::DeviceError { .. },
+            ..
+        }
+    ));
+    assert_eq!(
+        last.last_acknowledged.unwrap().state,
+        RelayState::On,
+        "still the last confirmed state"
+    );
+}
+
+/// A device that always fails reports its text.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn device_error_text_is_reported() {
+    let broker = Mosquitto::start();
+    let config = config(&broker.url(), 2);
+    let faults = Faults {
+        fail: ["r1".to_owned()].into_iter().collect(),
+        ..Faults::default()
+    };
+    let (_devices, _) = devices(&config, faults).await;
+    let mut engine = TestEngine::start(&config);
+    engine.connected().await;
+    let entry = engine.request(1, Action::On).await;
+    assert_eq!(entry.outcome, "device error");
+    assert_eq!(entry.detail.as_deref(), Some(FAIL_TEXT));
+    assert_eq!(engine.request(0, Action::On).await.outcome, "confirmed");
+}
+
+/// Two engines have their own response topics and never see each other's
+/// answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_panels_do_not_see_each_others_answers() {
+    let broker = Mosquitto::start();
+    let config = config(&broker.url(), 2);
+    let (_devices, _) = devices(&config, Faults::default()).await;
+    let mut a = TestEngine::start(&config);
+    let mut b = TestEngine::start(&config);
+    assert_ne!(a.handle.response_topic, b.handle.response_topic);
+    a.connected().await;
+    b.connected().await;
+    assert_eq!(a.request(0, Action::On).await.outcome, "confirmed");
+    let seen_by_b = b.drain(SHORT).await;
+    assert!(
+        !seen_by_b
+            .iter()
+            .any(|e| matches!(e, Event::Relay { .. } | Event::Finished { .. })),
+        "{seen_by_b:?}"
+    );
+    assert_eq!(b.request(1, Action::On).await.outcome, "confirmed");
+    let seen_by_a = a.drain(SHORT).await;
+    assert!(
+        !seen_by_a
+            .iter()
+            .any(|e| matches!(e, Event::Relay { .. } | Event::Finished { .. })),
+        "{seen_by_a:?}"
+    );
+}
+
+/// Broker stopped and restarted: the engine reconnects, resubscribes, and
+/// the next request is confirmed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reconnects_after_broker_restart() {
+    let mut broker = Mosquitto::start();
+    let config = config(&broker.url(), 1);
+    let (devices_handle, _) = devices(&config, Faults::default()).await;
+    let mut engine = TestEngine::start(&config);
+    engine.connected().await;
+    assert_eq!(engine.request(0, Action::On).await.outcome, "confirmed");
+
+    broker.stop();
+    let down = engine
+        .wait_connection(Duration::from_secs(5), |s| {
+            matches!(s, ConnectionState::Reconnecting { .. })
+        })
+        .await;
+    assert!(matches!(&down, ConnectionState::Reconnecting { reason, .. } if !reason.is_empty()));
+    // While down, a request is refused at once, not queued.
+    let refused = engine.request(0, Action::Off).await;
+    assert_eq!(refused.outcome, "not sent");
+
+    broker.resume();
+    let started = std::time::Instant::now();
+    engine.connected().await;
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "reconnected in {:?}",
+        started.elapsed()
+    );
+    // The devices reconnect too; wait until they are subscribed again.
+    let mut devices_handle = devices_handle;
+    tokio::time::timeout(Duration::from_secs(5), devices_handle.ready())
+        .await
+        .unwrap();
+    let entry = engine.request(0, Action::Off).await;
+    assert_eq!(
+        (entry.outcome.as_str(), entry.state),
+        ("confirmed", Some(RelayState::Off))
+    );
+}
+
+/// A request in flight when the connection drops ends as "connection
+/// lost" (or "no response"), never confirmed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_in_flight_at_a_drop_is_never_confirmed() {
+    let mut broker = Mosquitto::start();
+    let config = config(&broker.url(), 1);
+    let faults = Faults {
+        latency: Duration::from_millis(500),
+        ..Faults::default()
+    };
+    let (_devices, _) = devices(&config, faults).await;
+    let mut engine = TestEngine::start(&config);
+    engine.connected().await;
+    engine.handle.request(0, Action::On);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    broker.stop();
+    let entry = engine.finished(0, Duration::from_secs(5)).await;
+    assert!(
+        entry.outcome == "connection lost" || entry.outcome == "no response",
+        "{entry:?}"
+    );
+    broker.resume();
+    // The device may still answer after the reconnect: that is its own
+    // report and may be shown, but only marked late, never as the answer
+    // that confirmed the request.
+    for event in engine.drain(Duration::from_secs(2)).await {
+        match event {
+            Event::Finished { .. } => panic!("the request already ended: {event:?}"),
+            Event::Relay { status, .. } => {
+                if let Some(ack) = status.last_acknowledged {
+                    assert!(ack.late, "{status:?}");
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Late answers (after the timeout) update the last acknowledged state,
+/// marked late, without ending a newer request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn late_answer_is_marked_late() {
+    let broker = Mosquitto::start();
+    let mut config = config(&broker.url(), 1);
+    config.relays[0].timeout_ms = Some(150);
+    let faults = Faults {
+        latency: Duration::from_millis(500),
+        ..Faults::default()
+    };
+    let (_devices, _) = devices(&config, faults).await;
+    let mut engine = TestEngine::start(&config);
+    engine.connected().await;
+    let entry = engine.request(0, Action::On).await;
+    assert_eq!(entry.outcome, "no response");
+    loop {
+        match engine.next(Duration::from_secs(3)).await {
+            Event::Relay { status, .. } => {
+                let ack = status.last_acknowledged.expect("late ack");
+                assert!(ack.late);
+                assert_eq!(ack.state, RelayState::On);
+                assert!(
+                    matches!(status.phase, Phase::Failed { .. }),
+                    "the request still ended unanswered"
+                );
+                break;
+            }
+            Event::Finished { .. } => panic!("a late answer must not finish another request"),
+            _ => {}
+        }
+    }
+}
+
+/// States are persisted: a new engine on the same store shows the last
+/// acknowledged state, marked restored; the audit log has the history.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn last_acknowledged_state_survives_restart() {
+    let broker = Mosquitto::start();
+    let config = config(&broker.url(), 2);
+    let data = tempfile::tempdir().unwrap();
+    let (_devices, _) = devices(&config, Faults::default()).await;
+    let options = || {
+        let mut o = EngineOptions::new(config.clone());
+        o.data_dir = Some(data.path().to_owned());
+        o
+    };
+    let mut first = TestEngine::start_with(options());
+    first.connected().await;
+    assert_eq!(first.request(1, Action::On).await.outcome, "confirmed");
+    first.stop().await;
+
+    let mut second = TestEngine::start_with(options());
+    let mut restored = None;
+    let mut history = None;
+    while restored.is_none() || history.is_none() {
+        match second.next(Duration::from_secs(5)).await {
+            Event::Relay { relay: 1, status } => restored = Some(status),
+            Event::History(entries) => history = Some(entries),
+            _ => {}
+        }
+    }
+    let ack = restored.unwrap().last_acknowledged.expect("restored state");
+    assert_eq!(ack.state, RelayState::On);
+    assert!(ack.restored);
+    let history = history.unwrap();
+    assert_eq!(history.len(), 1);
+    assert_eq!(history[0].relay_id, "r1");
+}
+
+/// A corrupted store is set aside with a warning; the engine still works.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn corrupted_store_is_set_aside() {
+    let broker = Mosquitto::start();
+    let config = config(&broker.url(), 1);
+    let data = tempfile::tempdir().unwrap();
+    std::fs::write(
+        data.path().join(relay_panel::store::STORE_FILE),
+        b"this is not sqlite at all, really",
+    )
+    .unwrap();
+    let (_devices, _) = devices(&config, Faults::default()).await;
+    let mut options = EngineOptions::new(config.clone());
+    options.data_dir = Some(data.path().to_owned());
+    let mut engine = TestEngine::start_with(options);
+    let mut warned = false;
+    loop {
+        match engine.next(Duration::from_secs(5)).await {
+            Event::Warning(text) => {
+                assert!(text.contains("corrupt"), "{text}");
+                warned = true;
+            }
+            Event::Connection(ConnectionState::Connected) => break,
+            _ => {}
+        }
+    }
+    assert!(warned);
+    assert_eq!(engine.request(0, Action::On).await.outcome, "confirmed");
+    let names: Vec<String> = std::fs::read_dir(data.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(names.iter().any(|n| n.contains(".corrupt-")), "{names:?}");
+}
+
+/// Two panels configured with the same client id: the first one is told
+/// its session was taken over, and does not keep fighting back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn session_takeover_is_reported_not_fought() {
+    let broker = Mosquitto::start();
+    let mut config = config(&broker.url(), 1);
+    config.broker.client_id = Some("shared-panel".into());
+    let mut first = TestEngine::start(&config);
+    first.connected().await;
+    let mut second = TestEngine::start(&config);
+    second.connected().await;
+    let state = first
+        .wait_connection(Duration::from_secs(5), |s| {
+            matches!(s, ConnectionState::Failed { .. })
+        })
+        .await;
+    let ConnectionState::Failed { reason } = state else {
+        unreachable!()
+    };
+    assert!(
+        reason.contains("same client id") && reason.contains("took over"),
+        "{reason}"
+    );
+    // After at most one round, the second panel stays connected: nobody
+    // reconnects to fight.
+    let settling = second.drain(Duration::from_millis(500)).await;
+    if let Some(Event::Connection(last)) = settling
+        .iter()
+        .rev()
+        .find(|e| matches!(e, Event::Connection(_)))
+    {
+        assert_eq!(last, &ConnectionState::Connected, "{settling:?}");
+    }
+    let later = second.drain(Duration::from_millis(1500)).await;
+    assert!(
+        !later.iter().any(|e| matches!(e, Event::Connection(_))),
+        "{later:?}"
+    );
+}
+
+/// A broker that does not speak MQTT 5 gives a fast, clear failure.
+#[cfg(feature = "demo")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broker_without_mqtt5_fails_clearly() {
+    use relay_panel::demo::{Protocol, free_port, start_broker};
+    let port = free_port().unwrap();
+    start_broker(port, Protocol::V4).unwrap();
+    let config = config(&format!("mqtt://127.0.0.1:{port}"), 1);
+    let mut engine = TestEngine::start(&config);
+    let started = std::time::Instant::now();
+    let state = engine
+        .wait_connection(Duration::from_secs(10), |s| {
+            matches!(s, ConnectionState::Failed { .. })
+        })
+        .await;
+    let ConnectionState::Failed { reason } = state else {
+        unreachable!()
+    };
+    assert!(reason.contains("MQTT 5"), "{reason}");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        started.elapsed()
+    );
+}
+
+/// The embedded demo broker forwards request/response properties: the
+/// demo works end to end.
+#[cfg(feature = "demo")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_broker_and_devices_confirm() {
+    let demo = relay_panel::demo::start().unwrap();
+    let mut devices = demo.devices;
+    tokio::time::timeout(Duration::from_secs(10), devices.ready())
+        .await
+        .unwrap();
+    let mut engine = TestEngine::start(&demo.config);
+    engine.connected().await;
+    let entry = engine.request(0, Action::On).await;
+    assert_eq!(entry.outcome, "confirmed");
+    let beacon = demo
+        .config
+        .relays
+        .iter()
+        .position(|r| r.id == "beacon")
+        .unwrap();
+    assert_eq!(
+        engine.request(beacon, Action::On).await.outcome,
+        "device error"
+    );
+}
+
+/// The wake-up callback runs after events, so a sleeping UI repaints.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wake_callback_runs_on_events() {
+    let broker = Mosquitto::start();
+    let config = config(&broker.url(), 1);
+    let (_devices, _) = devices(&config, Faults::default()).await;
+    let woken = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = woken.clone();
+    let mut options = EngineOptions::new(config.clone());
+    options.wake = Arc::new(move || {
+        counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    });
+    let mut engine = TestEngine::start_with(options);
+    engine.connected().await;
+    let before = woken.load(std::sync::atomic::Ordering::SeqCst);
+    engine.request(0, Action::On).await;
+    assert!(woken.load(std::sync::atomic::Ordering::SeqCst) >= before + 2);
+}
