@@ -26,6 +26,7 @@ pub mod protocol;
 pub mod relay;
 pub mod sim;
 pub mod store;
+pub mod ui;
 
 #[cfg(feature = "demo")]
 pub mod demo;

@@ -43,6 +43,7 @@ pub fn data_dir(explicit: Option<PathBuf>) -> PathBuf {
 /// configuration names no operator.
 pub fn os_user() -> String {
     std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
         .or_else(|_| std::env::var("USERNAME"))
         .unwrap_or_else(|_| "unknown".to_owned())
 }

@@ -1,0 +1,178 @@
+//! A relay's detail window: configuration, last acknowledgement, round-trip
+//! plot and recent history.
+
+use egui::RichText;
+
+use super::{Action, Model};
+use crate::relay::{format_rtt, format_time};
+
+/// Draws the detail window of `relay`.
+pub fn show(ctx: &egui::Context, model: &Model, relay: usize) -> Option<Action> {
+    let (Some(config), Some(status)) = (model.config.relays.get(relay), model.statuses.get(relay))
+    else {
+        return Some(Action::CloseDetail);
+    };
+    let mut action = None;
+    let mut open = true;
+    egui::Window::new(format!("{} — details", config.display_name()))
+        .id(egui::Id::unique("relay_detail"))
+        .open(&mut open)
+        .collapsible(false)
+        .default_width(460.0)
+        .show(ctx, |ui| {
+            egui::Grid::new("detail_grid")
+                .num_columns(2)
+                .show(ui, |ui| {
+                    let rows: [(&str, String); 8] = [
+                        ("Id", config.id.clone()),
+                        ("Group", config.group.clone()),
+                        ("Request topic", config.request_topic.clone()),
+                        (
+                            "Payload on / off",
+                            format!("{:?} / {:?}", config.payload_on, config.payload_off),
+                        ),
+                        (
+                            "Payload query",
+                            config
+                                .payload_query
+                                .clone()
+                                .map(|q| format!("{q:?}"))
+                                .unwrap_or_else(|| "none (queries off)".into()),
+                        ),
+                        (
+                            "Timeout",
+                            format!("{:.1} s", model.config.timeout(config).as_secs_f32()),
+                        ),
+                        (
+                            "Asks before switching",
+                            if config.confirm {
+                                "yes".into()
+                            } else {
+                                "no".into()
+                            },
+                        ),
+                        (
+                            "Last acknowledged",
+                            match &status.last_acknowledged {
+                                Some(a) => format!(
+                                    "{} at {} (round trip {}){}{}",
+                                    a.state.as_str().to_uppercase(),
+                                    format_time(a.at),
+                                    format_rtt(a.rtt),
+                                    if a.late { ", late" } else { "" },
+                                    if a.restored {
+                                        ", from an earlier session"
+                                    } else {
+                                        ""
+                                    }
+                                ),
+                                None => "never".into(),
+                            },
+                        ),
+                    ];
+                    for (key, value) in rows {
+                        ui.label(RichText::new(key).weak());
+                        ui.label(value);
+                        ui.end_row();
+                    }
+                });
+            ui.separator();
+            let rtts = &model.rtts[relay];
+            ui.label(RichText::new(format!("Round trips (last {})", rtts.len())).strong());
+            rtt_plot(ui, rtts.iter().copied().collect::<Vec<f32>>().as_slice());
+            ui.separator();
+            ui.label(RichText::new("Recent requests").strong());
+            egui::ScrollArea::vertical()
+                .max_height(160.0)
+                .show(ui, |ui| {
+                    for entry in model
+                        .audit
+                        .iter()
+                        .filter(|e| e.relay_id == config.id)
+                        .take(50)
+                    {
+                        ui.label(format!(
+                            "{}  {:<5} {}{}  {}",
+                            format_time(entry.at),
+                            entry.action.as_str(),
+                            entry.outcome,
+                            entry
+                                .state
+                                .map(|s| format!(" → {}", s.as_str().to_uppercase()))
+                                .unwrap_or_default(),
+                            entry.rtt.map(format_rtt).unwrap_or_default()
+                        ));
+                    }
+                });
+        });
+    if !open {
+        action = Some(Action::CloseDetail);
+    }
+    action
+}
+
+/// A small line plot of round trips in milliseconds, with its range.
+pub fn rtt_plot(ui: &mut egui::Ui, values: &[f32]) {
+    let (response, painter) = ui.allocate_painter(
+        egui::vec2(ui.available_width().max(200.0), 80.0),
+        egui::Sense::hover(),
+    );
+    let rect = response.rect;
+    painter.rect_stroke(
+        rect,
+        2.0,
+        ui.visuals().widgets.noninteractive.bg_stroke,
+        egui::StrokeKind::Inside,
+    );
+    if values.is_empty() {
+        painter.text(
+            rect.center(),
+            egui::Align2::CENTER_CENTER,
+            "no round trips yet",
+            egui::FontId::proportional(12.0),
+            ui.visuals().weak_text_color(),
+        );
+        return;
+    }
+    let hi = values.iter().copied().fold(0.0f32, f32::max).max(0.001) * 1.1;
+    let n = (values.len().max(2) - 1) as f32;
+    let points: Vec<egui::Pos2> = values
+        .iter()
+        .enumerate()
+        .map(|(i, v)| {
+            egui::pos2(
+                egui::remap(i as f32, 0.0..=n, rect.x_range().shrink(4.0)),
+                egui::remap(*v, 0.0..=hi, rect.y_range().shrink(4.0)).max(rect.top()),
+            )
+        })
+        .map(|p| egui::pos2(p.x, rect.bottom() - (p.y - rect.top())))
+        .collect();
+    let stroke = egui::Stroke::new(1.5, egui::Color32::from_rgb(90, 160, 230));
+    if points.len() == 1 {
+        painter.circle_filled(points[0], 2.5, stroke.color);
+    } else {
+        painter.line(points, stroke);
+    }
+    let font = egui::FontId::proportional(11.0);
+    let colour = ui.visuals().weak_text_color();
+    painter.text(
+        rect.left_top() + egui::vec2(4.0, 2.0),
+        egui::Align2::LEFT_TOP,
+        format!("{:.1} ms", hi / 1.1),
+        font.clone(),
+        colour,
+    );
+    painter.text(
+        rect.left_bottom() + egui::vec2(4.0, -2.0),
+        egui::Align2::LEFT_BOTTOM,
+        "0",
+        font,
+        colour,
+    );
+    response.on_hover_text(format!(
+        "min {:.2} ms, max {:.2} ms, last {:.2} ms",
+        values.iter().copied().fold(f32::MAX, f32::min),
+        values.iter().copied().fold(0.0, f32::max),
+        values.last().copied().unwrap_or(0.0)
+    ));
+}

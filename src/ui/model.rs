@@ -1,0 +1,247 @@
+//! What the panel shows, fed by engine events. No drawing, no I/O.
+
+use std::collections::{BTreeSet, HashSet, VecDeque};
+
+use crate::config::Config;
+use crate::engine::{ConnectionState, Event};
+use crate::protocol::Action;
+use crate::relay::RelayStatus;
+use crate::store::AuditEntry;
+
+/// Audit entries kept in memory for the activity panel.
+pub const AUDIT_KEPT: usize = 5000;
+/// Round trips kept per relay for its plot.
+pub const RTT_KEPT: usize = 120;
+
+/// A heading and the relays under it, in configuration order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Group {
+    /// The `group` key ("" shows as "Ungrouped").
+    pub name: String,
+    /// Indices into `config.relays`.
+    pub relays: Vec<usize>,
+}
+
+impl Group {
+    /// The heading text.
+    pub fn title(&self) -> &str {
+        if self.name.is_empty() {
+            "Ungrouped"
+        } else {
+            &self.name
+        }
+    }
+}
+
+/// "All on" / "All off" for a group, while it runs and after.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GroupRun {
+    /// The group's name.
+    pub group: String,
+    /// What was asked of every relay.
+    pub action: Action,
+    /// Relays asked.
+    pub total: usize,
+    /// Relays whose request has not ended yet.
+    pub waiting: HashSet<usize>,
+    /// Confirmed in the requested state.
+    pub confirmed: usize,
+    /// Ended with no response.
+    pub no_response: usize,
+    /// Device errors, lost connections, not sent, or confirmed in another state.
+    pub failed: usize,
+}
+
+impl GroupRun {
+    /// Whether every request has ended.
+    pub fn done(&self) -> bool {
+        self.waiting.is_empty()
+    }
+
+    /// "7 / 12 confirmed, 1 no response".
+    pub fn progress(&self) -> String {
+        let mut text = format!("{} / {} confirmed", self.confirmed, self.total);
+        if self.no_response > 0 {
+            text.push_str(&format!(", {} no response", self.no_response));
+        }
+        if self.failed > 0 {
+            text.push_str(&format!(", {} failed", self.failed));
+        }
+        text
+    }
+}
+
+/// Everything the views read.
+pub struct Model {
+    /// Broker and relays.
+    pub config: Config,
+    /// Groups in order of first appearance.
+    pub groups: Vec<Group>,
+    /// Each relay's status, same order as `config.relays`.
+    pub statuses: Vec<RelayStatus>,
+    /// The broker connection.
+    pub connection: ConnectionState,
+    /// This panel's response topic ("" before the engine runs).
+    pub response_topic: String,
+    /// Audit entries, newest first.
+    pub audit: VecDeque<AuditEntry>,
+    /// Recent round trips per relay in milliseconds, oldest first.
+    pub rtts: Vec<VecDeque<f32>>,
+    /// The current or last group action.
+    pub group_run: Option<GroupRun>,
+    /// Messages for the technician that are not request outcomes.
+    pub warnings: Vec<String>,
+    /// Bumped whenever `config` changes (invalidates cached rows).
+    pub generation: u64,
+}
+
+impl Model {
+    /// A model for `config` with nothing known yet.
+    pub fn new(config: Config) -> Self {
+        let mut model = Model {
+            config: Config::new(""),
+            groups: Vec::new(),
+            statuses: Vec::new(),
+            connection: ConnectionState::Connecting,
+            response_topic: String::new(),
+            audit: VecDeque::new(),
+            rtts: Vec::new(),
+            group_run: None,
+            warnings: Vec::new(),
+            generation: 0,
+        };
+        model.set_config(config);
+        model
+    }
+
+    /// Replaces the configuration (statuses start over; the engine sends
+    /// the restored ones).
+    pub fn set_config(&mut self, config: Config) {
+        let n = config.relays.len();
+        let mut groups: Vec<Group> = Vec::new();
+        for (index, relay) in config.relays.iter().enumerate() {
+            match groups.iter_mut().find(|g| g.name == relay.group) {
+                Some(group) => group.relays.push(index),
+                None => groups.push(Group {
+                    name: relay.group.clone(),
+                    relays: vec![index],
+                }),
+            }
+        }
+        self.groups = groups;
+        self.statuses = vec![RelayStatus::default(); n];
+        self.rtts = vec![VecDeque::new(); n];
+        self.group_run = None;
+        self.config = config;
+        self.connection = ConnectionState::Connecting;
+        self.generation += 1;
+    }
+
+    /// Applies one engine event.
+    pub fn apply(&mut self, event: Event) {
+        match event {
+            Event::Connection(state) => self.connection = state,
+            Event::Relay { relay, status } => {
+                if let Some(slot) = self.statuses.get_mut(relay) {
+                    *slot = status;
+                }
+            }
+            Event::Finished { relay, entry } => {
+                if let (Some(rtt), Some(history)) = (entry.rtt, self.rtts.get_mut(relay)) {
+                    history.push_back(rtt.as_secs_f32() * 1000.0);
+                    if history.len() > RTT_KEPT {
+                        history.pop_front();
+                    }
+                }
+                if let Some(run) = &mut self.group_run {
+                    if run.waiting.remove(&relay) {
+                        match (entry.outcome.as_str(), entry.state) {
+                            ("confirmed", Some(state))
+                                if Action::switch_to(state) == run.action =>
+                            {
+                                run.confirmed += 1
+                            }
+                            ("no response", _) => run.no_response += 1,
+                            _ => run.failed += 1,
+                        }
+                    }
+                }
+                self.push_audit(entry);
+            }
+            Event::Late { entry, .. } => self.push_audit(entry),
+            Event::History(entries) => {
+                for entry in entries.into_iter().rev() {
+                    self.push_audit(entry);
+                }
+            }
+            Event::Warning(text) => self.warnings.push(text),
+        }
+    }
+
+    fn push_audit(&mut self, entry: AuditEntry) {
+        self.audit.push_front(entry);
+        self.audit.truncate(AUDIT_KEPT);
+    }
+
+    /// Index of the relay with this id.
+    pub fn relay_index(&self, id: &str) -> Option<usize> {
+        self.config.relays.iter().position(|r| r.id == id)
+    }
+
+    /// Whether `relay` matches the filter (name, id, group, topic;
+    /// case-insensitive). `needle` must be lowercase.
+    pub fn matches(&self, relay: usize, needle: &str) -> bool {
+        if needle.is_empty() {
+            return true;
+        }
+        let r = &self.config.relays[relay];
+        [&r.name, &r.id, &r.group, &r.request_topic]
+            .iter()
+            .any(|field| field.to_lowercase().contains(needle))
+    }
+
+    /// The rows to draw: group headings and the relays of open groups
+    /// that match the filter (groups with no match are hidden).
+    pub fn rows(&self, filter: &str, collapsed: &BTreeSet<String>) -> Vec<Row> {
+        let needle = filter.trim().to_lowercase();
+        let mut rows = Vec::new();
+        for (g, group) in self.groups.iter().enumerate() {
+            let matching: Vec<usize> = group
+                .relays
+                .iter()
+                .copied()
+                .filter(|&r| self.matches(r, &needle))
+                .collect();
+            if matching.is_empty() {
+                continue;
+            }
+            rows.push(Row::Group(g, matching.len()));
+            if !collapsed.contains(&group.name) || !needle.is_empty() {
+                rows.extend(matching.into_iter().map(Row::Relay));
+            }
+        }
+        rows
+    }
+
+    /// Starts tracking a group action over `relays`.
+    pub fn start_group_run(&mut self, group: &str, action: Action, relays: &[usize]) {
+        self.group_run = Some(GroupRun {
+            group: group.to_owned(),
+            action,
+            total: relays.len(),
+            waiting: relays.iter().copied().collect(),
+            confirmed: 0,
+            no_response: 0,
+            failed: 0,
+        });
+    }
+}
+
+/// One line of the relay list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Row {
+    /// Group heading: index into `groups`, and how many of its relays match.
+    Group(usize, usize),
+    /// A relay: index into `config.relays`.
+    Relay(usize),
+}

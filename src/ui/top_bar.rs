@@ -1,0 +1,165 @@
+//! Top bar: broker, connection state, response topic, filter, global actions.
+
+use egui::{Color32, RichText};
+
+use super::{Action, Model, Prefs, Source};
+use crate::engine::ConnectionState;
+
+/// Colour and words for a connection state.
+pub fn connection_text(state: &ConnectionState) -> (Color32, String) {
+    match state {
+        ConnectionState::Connecting => (Color32::from_rgb(230, 160, 40), "connecting…".to_owned()),
+        ConnectionState::Subscribing => {
+            (Color32::from_rgb(230, 160, 40), "subscribing…".to_owned())
+        }
+        ConnectionState::Connected => (Color32::from_rgb(60, 180, 75), "connected".to_owned()),
+        ConnectionState::Reconnecting { reason, retry_in } => (
+            Color32::from_rgb(230, 160, 40),
+            format!("reconnecting in {:.1} s — {reason}", retry_in.as_secs_f32()),
+        ),
+        ConnectionState::Failed { reason } => (
+            Color32::from_rgb(220, 60, 60),
+            format!("not connected — {reason}"),
+        ),
+        ConnectionState::Stopped => (Color32::GRAY, "stopped".to_owned()),
+    }
+}
+
+/// Draws the top bar.
+pub fn show(
+    ui: &mut egui::Ui,
+    model: &Model,
+    source: &Source,
+    filter: &mut String,
+    prefs: &Prefs,
+    notice: Option<&(String, bool)>,
+) -> Option<Action> {
+    let mut action = None;
+    let has_relays = matches!(source, Source::File(_) | Source::Demo);
+    ui.add_space(4.0);
+    ui.horizontal(|ui| {
+        ui.heading(RichText::new(super::TITLE).strong());
+        if *source == Source::Demo {
+            ui.label(
+                RichText::new("DEMO")
+                    .strong()
+                    .color(Color32::BLACK)
+                    .background_color(Color32::from_rgb(250, 200, 60)),
+            );
+        }
+        if has_relays {
+            ui.separator();
+            ui.label(RichText::new(&model.config.broker.url).monospace())
+                .on_hover_text("Broker URL (from the configuration)");
+            let (colour, text) = connection_text(&model.connection);
+            ui.label(RichText::new("●").color(colour));
+            ui.add(egui::Label::new(RichText::new(text.clone()).color(colour)).truncate())
+                .on_hover_text(text);
+        }
+        ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
+            let theme = if prefs.dark {
+                "Light theme"
+            } else {
+                "Dark theme"
+            };
+            if ui.button(theme).clicked() {
+                action = Some(Action::ToggleTheme);
+            }
+            if has_relays {
+                if ui.button("Settings").clicked() {
+                    action = Some(Action::OpenSettings);
+                }
+                let activity = if prefs.show_activity {
+                    "Hide activity"
+                } else {
+                    "Show activity"
+                };
+                if ui.button(activity).clicked() {
+                    action = Some(Action::ToggleActivity);
+                }
+            }
+        });
+    });
+    if has_relays {
+        ui.horizontal(|ui| {
+            let search = ui.add(
+                egui::TextEdit::singleline(filter)
+                    .hint_text("Filter relays (Ctrl+F)")
+                    .desired_width(240.0),
+            );
+            if ui.input_mut(|i| {
+                i.consume_shortcut(&egui::KeyboardShortcut::new(
+                    egui::Modifiers::COMMAND,
+                    egui::Key::F,
+                ))
+            }) {
+                search.request_focus();
+            }
+            if search.has_focus() && ui.input(|i| i.key_pressed(egui::Key::Escape)) {
+                filter.clear();
+            }
+            let queryable = model
+                .config
+                .relays
+                .iter()
+                .any(|r| r.payload_query.is_some());
+            let refresh = ui
+                .add_enabled(
+                    queryable && model.connection.is_ready(),
+                    egui::Button::new("Refresh all"),
+                )
+                .on_hover_text("Ask every relay that has a payload_query for its state")
+                .on_disabled_hover_text(if queryable {
+                    "Not connected to the broker"
+                } else {
+                    "No relay has payload_query configured"
+                });
+            if refresh.clicked() {
+                action = Some(Action::RefreshAll);
+            }
+            ui.separator();
+            ui.label("Response topic:");
+            let topic = ui
+                .add(
+                    egui::Label::new(RichText::new(&model.response_topic).monospace())
+                        .sense(egui::Sense::click()),
+                )
+                .on_hover_text("Devices answer this panel here. Click to copy.");
+            if topic.clicked()
+                || ui
+                    .small_button("Copy")
+                    .on_hover_text("Copy the response topic")
+                    .clicked()
+            {
+                ui.ctx().copy_text(model.response_topic.clone());
+            }
+        });
+    }
+    if let Some((text, is_error)) = notice {
+        ui.horizontal(|ui| {
+            let colour = if *is_error {
+                Color32::from_rgb(220, 60, 60)
+            } else {
+                ui.visuals().text_color()
+            };
+            ui.label(RichText::new(text).color(colour));
+            if ui.small_button("Dismiss").clicked() {
+                action = Some(Action::DismissNotice);
+            }
+        });
+    }
+    if !model.warnings.is_empty() {
+        ui.horizontal_wrapped(|ui| {
+            for warning in &model.warnings {
+                ui.label(
+                    RichText::new(format!("⚠ {warning}")).color(Color32::from_rgb(230, 160, 40)),
+                );
+            }
+            if ui.small_button("Dismiss warnings").clicked() {
+                action = Some(Action::DismissWarnings);
+            }
+        });
+    }
+    ui.add_space(2.0);
+    action
+}
