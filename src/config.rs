@@ -366,15 +366,15 @@ impl Config {
                 "password is set but username is not".to_owned(),
             );
         }
-        if let Some(id) = &broker.client_id {
-            if id.is_empty() || id.contains(['+', '#', '/']) || id.chars().any(char::is_control) {
-                problem(
-                    Place::Broker("client_id"),
-                    format!(
-                        "client_id {id:?} must be non-empty without '/', '+', '#' (it names this panel's response topic)"
-                    ),
-                );
-            }
+        if let Some(id) = &broker.client_id
+            && (id.is_empty() || id.contains(['+', '#', '/']) || id.chars().any(char::is_control))
+        {
+            problem(
+                Place::Broker("client_id"),
+                format!(
+                    "client_id {id:?} must be non-empty without '/', '+', '#' (it names this panel's response topic)"
+                ),
+            );
         }
         if !(1..=MAX_TIMEOUT_MS).contains(&broker.request_timeout_ms) {
             problem(
@@ -445,23 +445,23 @@ impl Config {
                     ),
                 );
             }
-            if let Some(query) = &relay.payload_query {
-                if query.is_empty() || *query == relay.payload_on || *query == relay.payload_off {
-                    problem(
-                        Place::Relay(index, "payload_query"),
-                        format!(
-                            "{who}: payload_query {query:?} must be non-empty and differ from payload_on and payload_off"
-                        ),
-                    );
-                }
+            if let Some(query) = &relay.payload_query
+                && (query.is_empty() || *query == relay.payload_on || *query == relay.payload_off)
+            {
+                problem(
+                    Place::Relay(index, "payload_query"),
+                    format!(
+                        "{who}: payload_query {query:?} must be non-empty and differ from payload_on and payload_off"
+                    ),
+                );
             }
-            if let Some(ms) = relay.timeout_ms {
-                if !(1..=MAX_TIMEOUT_MS).contains(&ms) {
-                    problem(
-                        Place::Relay(index, "timeout_ms"),
-                        format!("{who}: timeout_ms = {ms} is out of range (1 to {MAX_TIMEOUT_MS})"),
-                    );
-                }
+            if let Some(ms) = relay.timeout_ms
+                && !(1..=MAX_TIMEOUT_MS).contains(&ms)
+            {
+                problem(
+                    Place::Relay(index, "timeout_ms"),
+                    format!("{who}: timeout_ms = {ms} is out of range (1 to {MAX_TIMEOUT_MS})"),
+                );
             }
         }
         problems

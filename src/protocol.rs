@@ -122,7 +122,7 @@ impl Action {
 
     /// The payload to publish for this relay, or `None` for a query on a
     /// relay that did not opt in to queries.
-    pub fn payload<'a>(self, relay: &'a RelayConfig) -> Option<&'a str> {
+    pub fn payload(self, relay: &RelayConfig) -> Option<&str> {
         match self {
             Action::On => Some(&relay.payload_on),
             Action::Off => Some(&relay.payload_off),

@@ -182,10 +182,11 @@ impl RelayStatus {
     /// device's own report, so it becomes the last acknowledged state —
     /// unless a newer acknowledgement is known. Returns whether it was taken.
     pub fn late(&mut self, state: RelayState, at: SystemTime, rtt: Duration) -> bool {
-        if let Some(known) = &self.last_acknowledged {
-            if !known.restored && known.at > at {
-                return false;
-            }
+        if let Some(known) = &self.last_acknowledged
+            && !known.restored
+            && known.at > at
+        {
+            return false;
         }
         self.last_acknowledged = Some(Acknowledgement {
             state,

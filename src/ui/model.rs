@@ -153,17 +153,15 @@ impl Model {
                         history.pop_front();
                     }
                 }
-                if let Some(run) = &mut self.group_run {
-                    if run.waiting.remove(&relay) {
-                        match (entry.outcome.as_str(), entry.state) {
-                            ("confirmed", Some(state))
-                                if Action::switch_to(state) == run.action =>
-                            {
-                                run.confirmed += 1
-                            }
-                            ("no response", _) => run.no_response += 1,
-                            _ => run.failed += 1,
+                if let Some(run) = &mut self.group_run
+                    && run.waiting.remove(&relay)
+                {
+                    match (entry.outcome.as_str(), entry.state) {
+                        ("confirmed", Some(state)) if Action::switch_to(state) == run.action => {
+                            run.confirmed += 1
                         }
+                        ("no response", _) => run.no_response += 1,
+                        _ => run.failed += 1,
                     }
                 }
                 self.push_audit(entry);

@@ -47,7 +47,13 @@ pub fn badge(ui: &mut egui::Ui, state: Option<RelayState>) -> egui::Response {
         egui::FontId::proportional(13.0),
         Color32::WHITE,
     );
-    response.widget_info(|| egui::WidgetInfo::labeled(egui::Role::Label, true, badge_text(state)));
+    response.widget_info(|| {
+        egui::WidgetInfo::labeled(
+            egui::Role::Label,
+            true,
+            format!("State: {}", badge_text(state)),
+        )
+    });
     response
 }
 
@@ -163,17 +169,19 @@ fn group_row(
         ui.allocate_ui(egui::vec2(ui.available_width(), ROW_HEIGHT), |ui| {
             ui.horizontal_centered(|ui| {
                 let open = !collapsed.contains(&group.name);
-                let arrow = if open { "▼" } else { "▶" };
-                let title = format!("{arrow} {} ({matching})", group.title());
-                if ui
+                let title = format!("{} ({matching})", group.title());
+                let (icon, icon_response) =
+                    ui.allocate_exact_size(egui::vec2(14.0, 14.0), egui::Sense::click());
+                disclosure_triangle(ui, icon, open);
+                let hint = if open {
+                    "Fold this group"
+                } else {
+                    "Unfold this group"
+                };
+                let title_response = ui
                     .add(egui::Button::new(RichText::new(title).strong().size(15.0)).frame(false))
-                    .on_hover_text(if open {
-                        "Fold this group"
-                    } else {
-                        "Unfold this group"
-                    })
-                    .clicked()
-                {
+                    .on_hover_text(hint);
+                if title_response.clicked() || icon_response.clicked() {
                     action = Some(Action::ToggleGroup(group.name.clone()));
                 }
                 let on = ui.add_enabled(connected, egui::Button::new("All on"));
@@ -223,6 +231,32 @@ fn group_row(
         });
     });
     action
+}
+
+/// A triangle pointing down (open) or right (folded); drawn, so it needs no
+/// font glyph.
+fn disclosure_triangle(ui: &egui::Ui, rect: egui::Rect, open: bool) {
+    let c = rect.center();
+    let r = 5.0;
+    let points = if open {
+        vec![
+            c + egui::vec2(-r, -r * 0.6),
+            c + egui::vec2(r, -r * 0.6),
+            c + egui::vec2(0.0, r * 0.7),
+        ]
+    } else {
+        vec![
+            c + egui::vec2(-r * 0.6, -r),
+            c + egui::vec2(-r * 0.6, r),
+            c + egui::vec2(r * 0.7, 0.0),
+        ]
+    };
+    let colour = ui.visuals().text_color();
+    ui.painter().add(egui::Shape::convex_polygon(
+        points,
+        colour,
+        egui::Stroke::NONE,
+    ));
 }
 
 /// Lays out `add` left-aligned in a column of exactly `width`.

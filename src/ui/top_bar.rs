@@ -52,7 +52,8 @@ pub fn show(
             ui.label(RichText::new(&model.config.broker.url).monospace())
                 .on_hover_text("Broker URL (from the configuration)");
             let (colour, text) = connection_text(&model.connection);
-            ui.label(RichText::new("●").color(colour));
+            let (dot, _) = ui.allocate_exact_size(egui::vec2(12.0, 12.0), egui::Sense::hover());
+            ui.painter().circle_filled(dot.center(), 5.0, colour);
             ui.add(egui::Label::new(RichText::new(text.clone()).color(colour)).truncate())
                 .on_hover_text(text);
         }
@@ -152,7 +153,8 @@ pub fn show(
         ui.horizontal_wrapped(|ui| {
             for warning in &model.warnings {
                 ui.label(
-                    RichText::new(format!("⚠ {warning}")).color(Color32::from_rgb(230, 160, 40)),
+                    RichText::new(format!("Warning: {warning}"))
+                        .color(Color32::from_rgb(230, 160, 40)),
                 );
             }
             if ui.small_button("Dismiss warnings").clicked() {

@@ -179,10 +179,10 @@ impl TestEngine {
         let deadline = Instant::now() + within;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
-            if let Event::Connection(state) = self.next(left).await {
-                if want(&state) {
-                    return state;
-                }
+            if let Event::Connection(state) = self.next(left).await
+                && want(&state)
+            {
+                return state;
             }
         }
     }
@@ -198,10 +198,10 @@ impl TestEngine {
         let deadline = Instant::now() + within;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
-            if let Event::Finished { relay: r, entry } = self.next(left).await {
-                if r == relay {
-                    return entry;
-                }
+            if let Event::Finished { relay: r, entry } = self.next(left).await
+                && r == relay
+            {
+                return entry;
             }
         }
     }
