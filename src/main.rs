@@ -26,6 +26,7 @@ struct Args {
 }
 
 fn main() -> anyhow::Result<()> {
+    let started = std::time::Instant::now();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -89,7 +90,10 @@ fn main() -> anyhow::Result<()> {
             if let Ok(mut slot) = closing_slot.lock() {
                 *slot = Some(panel.closing());
             }
-            Ok(Box::new(PanelApp { panel }))
+            Ok(Box::new(PanelApp {
+                panel,
+                started: Some(started),
+            }))
         }),
     )
     .map_err(|e| anyhow::anyhow!("cannot open the window: {e}"))?;

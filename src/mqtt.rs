@@ -261,7 +261,7 @@ fn describe(
                 ),
                 ConnectReturnCode::NotAuthorized | ConnectReturnCode::Banned => (
                     format!(
-                        "refused this client ({code:?}): not authorised; check credentials and the broker's ACL"
+                        "refused this client ({code:?}): the user name or password is wrong, or this user may not connect; check username/password in [broker] and the broker's ACL"
                     ),
                     true,
                 ),

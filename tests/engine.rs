@@ -592,3 +592,105 @@ async fn wake_callback_runs_on_events() {
     engine.request(0, Action::On).await;
     assert!(woken.load(std::sync::atomic::Ordering::SeqCst) >= before + 2);
 }
+
+/// A hostile "device" (a raw MQTT 5 client on the request topic) answers
+/// with no correlation data, wrong-length correlation data, a flood of
+/// unknown correlations, a non-UTF-8 payload and an oversized payload:
+/// no state changes, the engine stays connected, and a proper answer still
+/// confirms afterwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_responses_change_nothing() {
+    use bytes::Bytes;
+    use rumqttc::v5::mqttbytes::QoS;
+    use rumqttc::v5::mqttbytes::v5::{Packet, PublishProperties};
+    use rumqttc::v5::{AsyncClient, Event as MqttEvent, MqttOptions};
+
+    let broker = Mosquitto::start();
+    let mut config = config(&broker.url(), 1);
+    config.relays[0].timeout_ms = Some(1500);
+    let mut engine = TestEngine::start(&config);
+    engine.connected().await;
+
+    // Behaviour per request number: what the hostile device sends back.
+    let topic = config.relays[0].request_topic.clone();
+    let mut options = MqttOptions::new("hostile-device", "127.0.0.1", broker.port);
+    options.set_max_packet_size(Some(4 * 1024 * 1024));
+    let (client, mut eventloop) = AsyncClient::new(options, 4096);
+    client
+        .subscribe(topic.clone(), QoS::AtLeastOnce)
+        .await
+        .unwrap();
+    tokio::spawn(async move {
+        let mut request = 0;
+        loop {
+            let Ok(event) = eventloop.poll().await else {
+                return;
+            };
+            let MqttEvent::Incoming(Packet::Publish(publish)) = event else {
+                continue;
+            };
+            let properties = publish.properties.unwrap_or_default();
+            let response_topic = properties.response_topic.unwrap();
+            let correlation = properties.correlation_data.unwrap();
+            let reply = |payload: Bytes, correlation: Option<Bytes>| {
+                let props = PublishProperties {
+                    correlation_data: correlation,
+                    ..Default::default()
+                };
+                client
+                    .try_publish_with_properties(
+                        response_topic.clone(),
+                        QoS::AtLeastOnce,
+                        false,
+                        payload,
+                        props,
+                    )
+                    .unwrap();
+            };
+            match request {
+                0 => {
+                    reply(Bytes::from_static(b"1"), None);
+                    reply(Bytes::from_static(b"1"), Some(correlation.slice(..3)));
+                    for n in 0..1000u32 {
+                        let mut forged = [0u8; 16];
+                        forged[..4].copy_from_slice(&n.to_le_bytes());
+                        reply(
+                            Bytes::from_static(b"1"),
+                            Some(Bytes::copy_from_slice(&forged)),
+                        );
+                    }
+                }
+                1 => reply(Bytes::from(vec![b'1'; 200 * 1024]), Some(correlation)),
+                2 => reply(Bytes::from_static(b"\xff\xfe\x00boom"), Some(correlation)),
+                _ => reply(Bytes::from_static(b"1"), Some(correlation)),
+            }
+            request += 1;
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    let first = engine.request(0, Action::On).await;
+    assert_eq!(first.outcome, "no response", "nothing matched: {first:?}");
+    let oversized = engine.request(0, Action::On).await;
+    assert_eq!(
+        oversized.outcome, "no response",
+        "the broker drops what exceeds our maximum packet size"
+    );
+    let garbage = engine.request(0, Action::On).await;
+    assert_eq!(garbage.outcome, "device error");
+    let text = garbage.detail.unwrap();
+    assert!(text.contains("boom") && !text.contains('\0'), "{text:?}");
+    let proper = engine.request(0, Action::On).await;
+    assert_eq!(
+        (proper.outcome.as_str(), proper.state),
+        ("confirmed", Some(RelayState::On))
+    );
+    assert!(
+        !engine
+            .connections
+            .iter()
+            .any(|s| matches!(s, ConnectionState::Reconnecting { .. })),
+        "the connection never dropped: {:?}",
+        engine.connections
+    );
+}

@@ -668,11 +668,22 @@ pub fn write_csv(
 pub struct PanelApp {
     /// The panel.
     pub panel: Panel,
+    /// Process start, to report the time to the first frame when
+    /// `RELAY_PANEL_TIMING` is set (scripts/measure-gui.sh).
+    pub started: Option<std::time::Instant>,
 }
 
 impl eframe::App for PanelApp {
     fn ui(&mut self, ui: &mut egui::Ui, _frame: &mut eframe::Frame) {
         self.panel.show(ui);
+        if let Some(started) = self.started.take()
+            && std::env::var_os("RELAY_PANEL_TIMING").is_some()
+        {
+            eprintln!(
+                "first frame after {:.1} ms",
+                started.elapsed().as_secs_f64() * 1000.0
+            );
+        }
     }
 
     fn save(&mut self, storage: &mut dyn eframe::Storage) {

@@ -37,7 +37,8 @@ fn mosquitto_binary() -> PathBuf {
 }
 
 impl Mosquitto {
-    /// Starts a broker with `extra` lines appended to its configuration.
+    /// Starts a broker with `extra` lines appended to its configuration
+    /// (they apply to its one listener).
     pub fn start_with(extra: &str) -> Self {
         let port = TcpListener::bind("127.0.0.1:0")
             .unwrap()
@@ -45,8 +46,26 @@ impl Mosquitto {
             .unwrap()
             .port();
         let dir = tempfile::tempdir().unwrap();
+        let anonymous = if extra.contains("allow_anonymous") {
+            ""
+        } else {
+            "allow_anonymous true\n"
+        };
+        // Started as root, Mosquitto drops to the `mosquitto` user, which
+        // cannot read key files in a private temporary directory.
+        let as_root = {
+            use std::os::unix::fs::MetadataExt;
+            std::fs::metadata("/proc/self")
+                .map(|m| m.uid() == 0)
+                .unwrap_or(false)
+        };
+        let anonymous = if as_root {
+            format!("user root\n{anonymous}")
+        } else {
+            anonymous.to_owned()
+        };
         let conf = format!(
-            "listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\nset_tcp_nodelay true\nmax_inflight_messages 1000\nmax_queued_messages 100000\n{extra}\n"
+            "listener {port} 127.0.0.1\n{anonymous}persistence false\nset_tcp_nodelay true\nmax_inflight_messages 1000\nmax_queued_messages 100000\n{extra}\n"
         );
         std::fs::write(dir.path().join("mosquitto.conf"), conf).unwrap();
         let mut broker = Mosquitto {
@@ -148,6 +167,8 @@ pub async fn devices(
 pub struct TestEngine {
     pub handle: EngineHandle,
     pub events: Events,
+    /// Every connection state seen so far, in order.
+    pub connections: Vec<ConnectionState>,
 }
 
 impl TestEngine {
@@ -159,15 +180,23 @@ impl TestEngine {
     /// Starts an engine with these options.
     pub fn start_with(options: EngineOptions) -> Self {
         let (handle, events) = engine::spawn(options).unwrap();
-        TestEngine { handle, events }
+        TestEngine {
+            handle,
+            events,
+            connections: Vec::new(),
+        }
     }
 
     /// Next event, failing the test after `within`.
     pub async fn next(&mut self, within: Duration) -> Event {
-        tokio::time::timeout(within, self.events.recv())
+        let event = tokio::time::timeout(within, self.events.recv())
             .await
             .expect("an event in time")
-            .expect("the engine is running")
+            .expect("the engine is running");
+        if let Event::Connection(state) = &event {
+            self.connections.push(state.clone());
+        }
+        event
     }
 
     /// Waits for a connection state matching `want`, returning it.

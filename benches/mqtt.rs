@@ -1,0 +1,374 @@
+//! MQTT benchmarks: each figure next to a baseline measured in the same run
+//! against the same Mosquitto and the same simulated devices.
+//!
+//! `cargo bench --bench mqtt` (needs `mosquitto` and `mosquitto_rr`).
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use std::collections::HashMap;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use common::{Mosquitto, TestEngine, config, devices};
+use relay_panel::engine::Event;
+use relay_panel::protocol::{Action, CorrelationId};
+use relay_panel::sim::Faults;
+use rumqttc::v5::mqttbytes::QoS;
+use rumqttc::v5::mqttbytes::v5::{Packet, PublishProperties};
+use rumqttc::v5::{AsyncClient, Event as MqttEvent, EventLoop, MqttOptions};
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.3} ms", d.as_secs_f64() * 1000.0)
+}
+
+/// A minimal raw rumqttc v5 requester: the baseline the engine is held to.
+struct Raw {
+    client: AsyncClient,
+    eventloop: EventLoop,
+    response_topic: String,
+}
+
+impl Raw {
+    async fn connect(port: u16) -> Raw {
+        let mut options =
+            MqttOptions::new(format!("raw-{}", rand::random::<u32>()), "127.0.0.1", port);
+        let mut network = rumqttc::NetworkOptions::new();
+        network.set_tcp_nodelay(true);
+        options.set_network_options(network);
+        let (client, mut eventloop) = AsyncClient::new(options, 65_536);
+        let response_topic = format!("raw/{}/response", rand::random::<u32>());
+        client
+            .subscribe(response_topic.clone(), QoS::AtLeastOnce)
+            .await
+            .unwrap();
+        loop {
+            if let Ok(MqttEvent::Incoming(Packet::SubAck(_))) = eventloop.poll().await {
+                break;
+            }
+        }
+        Raw {
+            client,
+            eventloop,
+            response_topic,
+        }
+    }
+
+    fn send(&self, topic: &str, payload: &'static [u8], id: CorrelationId) {
+        let properties = PublishProperties {
+            response_topic: Some(self.response_topic.clone()),
+            correlation_data: Some(Bytes::copy_from_slice(&id.0)),
+            ..Default::default()
+        };
+        self.client
+            .try_publish_with_properties(
+                topic.to_owned(),
+                QoS::AtLeastOnce,
+                false,
+                Bytes::from_static(payload),
+                properties,
+            )
+            .unwrap();
+    }
+
+    /// Next response's correlation id.
+    async fn response(&mut self) -> CorrelationId {
+        loop {
+            if let Ok(MqttEvent::Incoming(Packet::Publish(p))) = self.eventloop.poll().await
+                && let Some(id) = p
+                    .properties
+                    .and_then(|p| p.correlation_data)
+                    .and_then(|c| CorrelationId::from_bytes(&c))
+            {
+                return id;
+            }
+        }
+    }
+}
+
+async fn round_trip(broker: &Mosquitto) {
+    const N: usize = 2000;
+    let config = config(&broker.url(), 1);
+    let (_devices, _) = devices(&config, Faults::default()).await;
+    let topic = config.relays[0].request_topic.clone();
+
+    let mut raw = Raw::connect(broker.port).await;
+    let mut engine = TestEngine::start(&config);
+    engine.connected().await;
+    let mut raw_times = Vec::with_capacity(N);
+    let mut engine_times = Vec::with_capacity(N);
+    // Interleave in blocks so both see the same machine conditions.
+    for block in 0..20 {
+        for i in 0..N / 20 {
+            let payload: &'static [u8] = if i % 2 == 0 { b"1" } else { b"0" };
+            let id = CorrelationId::random();
+            let started = Instant::now();
+            raw.send(&topic, payload, id);
+            while raw.response().await != id {}
+            raw_times.push(started.elapsed());
+        }
+        for i in 0..N / 20 {
+            let action = if (i + block) % 2 == 0 {
+                Action::On
+            } else {
+                Action::Off
+            };
+            let started = Instant::now();
+            engine.handle.request(0, action);
+            loop {
+                if let Event::Finished { .. } = engine.next(Duration::from_secs(5)).await {
+                    break;
+                }
+            }
+            engine_times.push(started.elapsed());
+        }
+    }
+    raw_times.sort();
+    engine_times.sort();
+    let (rp50, rp99) = (percentile(&raw_times, 0.5), percentile(&raw_times, 0.99));
+    let (ep50, ep99) = (
+        percentile(&engine_times, 0.5),
+        percentile(&engine_times, 0.99),
+    );
+    println!(
+        "| round trip, {N} sequential | engine p50 {} p99 {} | raw rumqttc p50 {} p99 {} | p50 ratio {:.2}x (target <= 1.10x) |",
+        ms(ep50),
+        ms(ep99),
+        ms(rp50),
+        ms(rp99),
+        ep50.as_secs_f64() / rp50.as_secs_f64()
+    );
+}
+
+async fn throughput(broker: &Mosquitto) {
+    const RELAYS: usize = 1000;
+    const TOTAL: usize = 20_000;
+    let config = config(&broker.url(), RELAYS);
+    let (_devices, _) = devices(&config, Faults::default()).await;
+
+    // Raw: one in flight per relay, the next sent as each answer arrives.
+    let mut raw = Raw::connect(broker.port).await;
+    let started = Instant::now();
+    let mut in_flight: HashMap<CorrelationId, usize> = HashMap::new();
+    let mut sent = 0;
+    for relay in 0..RELAYS {
+        let id = CorrelationId::random();
+        raw.send(&config.relays[relay].request_topic, b"1", id);
+        in_flight.insert(id, relay);
+        sent += 1;
+    }
+    let mut done = 0;
+    while done < TOTAL {
+        let id = raw.response().await;
+        if let Some(relay) = in_flight.remove(&id) {
+            done += 1;
+            if sent < TOTAL {
+                let id = CorrelationId::random();
+                raw.send(
+                    &config.relays[relay].request_topic,
+                    if sent % 2 == 0 { b"1" } else { b"0" },
+                    id,
+                );
+                in_flight.insert(id, relay);
+                sent += 1;
+            }
+        }
+    }
+    let raw_rate = TOTAL as f64 / started.elapsed().as_secs_f64();
+
+    let mut engine = TestEngine::start(&config);
+    engine.connected().await;
+    let started = Instant::now();
+    let mut sent = 0;
+    for relay in 0..RELAYS {
+        engine.handle.request(relay, Action::On);
+        sent += 1;
+    }
+    let mut done = 0;
+    let mut confirmed = 0;
+    while done < TOTAL {
+        if let Event::Finished { relay, entry } = engine.next(Duration::from_secs(10)).await {
+            done += 1;
+            confirmed += usize::from(entry.outcome == "confirmed");
+            if sent < TOTAL {
+                engine.handle.request(
+                    relay,
+                    if sent % 2 == 0 {
+                        Action::On
+                    } else {
+                        Action::Off
+                    },
+                );
+                sent += 1;
+            }
+        }
+    }
+    let engine_rate = TOTAL as f64 / started.elapsed().as_secs_f64();
+    println!(
+        "| throughput, {TOTAL} over {RELAYS} relays | engine {engine_rate:.0} confirmed/s ({confirmed} confirmed) | raw pipelined rumqttc {raw_rate:.0}/s | ratio {:.2}x (target >= 0.8x) |",
+        engine_rate / raw_rate
+    );
+}
+
+async fn group_switch(broker: &Mosquitto) {
+    const RELAYS: usize = 1000;
+    let config = config(&broker.url(), RELAYS);
+    let (_devices, _) = devices(&config, Faults::default()).await;
+    let mut engine = TestEngine::start(&config);
+    engine.connected().await;
+    let started = Instant::now();
+    for relay in 0..RELAYS {
+        engine.handle.request(relay, Action::On);
+    }
+    let mut confirmed = 0;
+    let mut done = 0;
+    while done < RELAYS {
+        if let Event::Finished { entry, .. } = engine.next(Duration::from_secs(10)).await {
+            done += 1;
+            confirmed += usize::from(entry.outcome == "confirmed");
+        }
+    }
+    let engine_time = started.elapsed();
+
+    let started = Instant::now();
+    for relay in &config.relays {
+        let out = Command::new("mosquitto_rr")
+            .args([
+                "-V",
+                "5",
+                "-p",
+                &broker.port.to_string(),
+                "-t",
+                &relay.request_topic,
+                "-e",
+                "bench/rr",
+                "-m",
+                "0",
+                "-W",
+                "3",
+            ])
+            .args(["-D", "publish", "correlation-data", "bench"])
+            .output()
+            .expect("mosquitto_rr");
+        assert!(out.status.success());
+    }
+    let rr_time = started.elapsed();
+    println!(
+        "| group switch, all on for {RELAYS} relays | engine {} ({confirmed} confirmed) | {RELAYS} x mosquitto_rr {} | {:.0}x faster (target >= 50x) |",
+        ms(engine_time),
+        ms(rr_time),
+        rr_time.as_secs_f64() / engine_time.as_secs_f64()
+    );
+}
+
+fn one_shot_cli(broker: &Mosquitto, rt: &tokio::runtime::Runtime) {
+    const RUNS: usize = 40;
+    let config = config(&broker.url(), 1);
+    let (_devices, _) = rt.block_on(devices(&config, Faults::default()));
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bench.toml");
+    config.save(&path).unwrap();
+    let relayctl = env!("CARGO_BIN_EXE_relayctl");
+    let topic = config.relays[0].request_topic.clone();
+    let port = broker.port.to_string();
+    let mut ctl = Vec::new();
+    let mut rr = Vec::new();
+    for i in 0..RUNS {
+        let state = if i % 2 == 0 { "on" } else { "off" };
+        let started = Instant::now();
+        let out = Command::new(relayctl)
+            .arg("--config")
+            .arg(&path)
+            .arg("--data-dir")
+            .arg(dir.path().join("data"))
+            .args(["set", "r0", state])
+            .output()
+            .unwrap();
+        ctl.push(started.elapsed());
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let started = Instant::now();
+        let out = Command::new("mosquitto_rr")
+            .args([
+                "-V",
+                "5",
+                "-p",
+                &port,
+                "-t",
+                &topic,
+                "-e",
+                "bench/rr",
+                "-m",
+                if i % 2 == 0 { "1" } else { "0" },
+                "-W",
+                "3",
+            ])
+            .args(["-D", "publish", "correlation-data", "bench"])
+            .output()
+            .unwrap();
+        rr.push(started.elapsed());
+        assert!(out.status.success());
+    }
+    ctl.sort();
+    rr.sort();
+    println!(
+        "| one-shot CLI, {RUNS} runs each | relayctl set p50 {} | mosquitto_rr p50 {} | ratio {:.2}x (target <= 1.2x) |",
+        ms(percentile(&ctl, 0.5)),
+        ms(percentile(&rr, 0.5)),
+        percentile(&ctl, 0.5).as_secs_f64() / percentile(&rr, 0.5).as_secs_f64()
+    );
+}
+
+fn main() {
+    // `cargo bench` passes `--bench`; a filter word runs one benchmark.
+    let filter: Option<String> = std::env::args().skip(1).find(|a| !a.starts_with('-'));
+    let wanted = |name: &str| filter.as_deref().is_none_or(|f| name.contains(f));
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let broker = Mosquitto::start();
+    println!(
+        "machine: {} cores, {}",
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(0),
+        memory()
+    );
+    println!("| benchmark | Relay Panel | baseline (same run) | ratio |");
+    println!("|---|---|---|---|");
+    if wanted("round_trip") {
+        rt.block_on(round_trip(&broker));
+    }
+    if wanted("throughput") {
+        rt.block_on(throughput(&broker));
+    }
+    if wanted("group_switch") {
+        rt.block_on(group_switch(&broker));
+    }
+    if wanted("one_shot") {
+        one_shot_cli(&broker, &rt);
+    }
+}
+
+fn memory() -> String {
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines()
+                .next()
+                .map(|l| l.split_whitespace().nth(1).unwrap_or("0").to_owned())
+        })
+        .and_then(|kb| kb.parse::<u64>().ok())
+        .map(|kb| format!("{:.0} GiB RAM", kb as f64 / 1024.0 / 1024.0))
+        .unwrap_or_default()
+}
