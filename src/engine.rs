@@ -47,6 +47,9 @@ pub struct EngineOptions {
     pub client_id_prefix: String,
     /// Wake-up callback.
     pub wake: Wake,
+    /// Audit entries to read from the store and send as [`Event::History`]
+    /// at start-up (0 for one-shot commands).
+    pub history: usize,
 }
 
 impl EngineOptions {
@@ -57,6 +60,7 @@ impl EngineOptions {
             data_dir: None,
             client_id_prefix: "relay-panel".to_owned(),
             wake: Arc::new(|| {}),
+            history: HISTORY_LEN,
         }
     }
 }
@@ -227,7 +231,7 @@ pub fn spawn(options: EngineOptions) -> Result<(EngineHandle, Events), EngineErr
         operator,
         events: events_tx,
         wake: options.wake,
-        store: None,
+        store: StoreSlot::Off,
         ignored: IgnoredLog::default(),
         config: options.config,
     };
@@ -239,6 +243,7 @@ pub fn spawn(options: EngineOptions) -> Result<(EngineHandle, Events), EngineErr
         fixed_client_id,
         commands_rx,
         options.data_dir,
+        options.history,
     ));
     Ok((
         EngineHandle {
@@ -289,6 +294,40 @@ impl IgnoredLog {
     }
 }
 
+/// What the store held at start-up.
+struct Loaded {
+    store: Store,
+    warning: Option<String>,
+    acks: Vec<StoredAck>,
+    history: Vec<AuditEntry>,
+}
+
+fn load_store(dir: &std::path::Path, history: usize) -> Result<Loaded, crate::store::StoreError> {
+    let (store, warning) = Store::open_in(dir)?;
+    let acks = store.last_acknowledged()?;
+    let history = if history > 0 {
+        store.recent_audit(history)?
+    } else {
+        Vec::new()
+    };
+    Ok(Loaded {
+        store,
+        warning,
+        acks,
+        history,
+    })
+}
+
+/// Where records go.
+enum StoreSlot {
+    /// No store (none configured, or it could not be opened).
+    Off,
+    /// Opening; records wait here.
+    Loading(Vec<Record>),
+    /// Writing.
+    Ready(StoreWriter),
+}
+
 struct Engine {
     /// Broker and relays; indices into `relays` name relays everywhere.
     config: Config,
@@ -309,7 +348,7 @@ struct Engine {
     /// Wakes the UI after events.
     wake: Wake,
     /// Durable writes, off the engine's thread.
-    store: Option<StoreWriter>,
+    store: StoreSlot,
     /// Rate-limited log of ignored responses.
     ignored: IgnoredLog,
 }
@@ -322,19 +361,24 @@ impl Engine {
         fixed_client_id: bool,
         mut commands: mpsc::UnboundedReceiver<Command>,
         data_dir: Option<PathBuf>,
+        history: usize,
     ) {
-        if let Some(dir) = data_dir {
-            self.open_store(dir).await;
-        }
-        for relay in 0..self.statuses.len() {
-            self.emit_status(relay);
-        }
         self.emit(Event::Connection(ConnectionState::Connecting));
+        // Connect and load the store at the same time: a one-shot command
+        // must not pay for both in sequence.
         let mut network = mqtt::spawn_event_loop(eventloop, label, fixed_client_id);
+        let mut loading = data_dir.map(|dir| {
+            self.store = StoreSlot::Loading(Vec::new());
+            tokio::task::spawn_blocking(move || load_store(&dir, history))
+        });
         loop {
             let deadline = self.pending.next_deadline();
             tokio::select! {
                 biased;
+                loaded = async { loading.as_mut().expect("guarded").await }, if loading.is_some() => {
+                    loading = None;
+                    self.store_loaded(loaded);
+                }
                 net = network.recv() => match net {
                     Some(net) => self.on_network(net),
                     None => {
@@ -350,42 +394,55 @@ impl Engine {
                 _ = sleep_until(deadline), if deadline.is_some() => self.on_deadline(),
             }
         }
+        if let Some(loading) = loading {
+            self.store_loaded(loading.await);
+        }
         self.shutdown(network).await;
     }
 
-    async fn open_store(&mut self, dir: PathBuf) {
-        let opened = tokio::task::spawn_blocking(move || {
-            let (store, warning) = Store::open_in(&dir)?;
-            let acks = store.last_acknowledged()?;
-            let history = store.recent_audit(HISTORY_LEN)?;
-            Ok::<_, crate::store::StoreError>((store, warning, acks, history))
-        })
-        .await;
-        match opened {
-            Ok(Ok((store, warning, acks, history))) => {
-                if let Some(warning) = warning {
+    /// Applies what the store held (restored states, history) and starts
+    /// writing, including records made while it loaded.
+    fn store_loaded(
+        &mut self,
+        loaded: Result<Result<Loaded, crate::store::StoreError>, tokio::task::JoinError>,
+    ) {
+        let buffered = match std::mem::replace(&mut self.store, StoreSlot::Off) {
+            StoreSlot::Loading(records) => records,
+            _ => Vec::new(),
+        };
+        match loaded {
+            Ok(Ok(loaded)) => {
+                if let Some(warning) = loaded.warning {
                     self.emit(Event::Warning(warning));
                 }
-                for ack in acks {
-                    if let Some(index) =
-                        self.config.relays.iter().position(|r| r.id == ack.relay_id)
-                    {
-                        self.statuses[index] = RelayStatus::restored(Acknowledgement {
+                for ack in loaded.acks {
+                    let Some(index) = self.config.relays.iter().position(|r| r.id == ack.relay_id)
+                    else {
+                        continue;
+                    };
+                    // Never over a state confirmed in this session.
+                    if self.statuses[index].last_acknowledged.is_none() {
+                        self.statuses[index].last_acknowledged = Some(Acknowledgement {
                             state: ack.state,
                             at: ack.at,
                             rtt: ack.rtt,
                             late: ack.late,
                             restored: true,
                         });
+                        self.emit_status(index);
                     }
                 }
-                self.emit(Event::History(history));
+                self.emit(Event::History(loaded.history));
                 let events = self.events.clone();
                 let wake = self.wake.clone();
-                self.store = Some(StoreWriter::spawn(store, move |message| {
+                let writer = StoreWriter::spawn(loaded.store, move |message| {
                     let _ = events.send(Event::Warning(message));
                     wake();
-                }));
+                });
+                for record in buffered {
+                    writer.send(record);
+                }
+                self.store = StoreSlot::Ready(writer);
             }
             Ok(Err(e)) => {
                 tracing::error!("{e}");
@@ -409,7 +466,7 @@ impl Engine {
             })
             .await;
         }
-        if let Some(mut store) = self.store.take() {
+        if let StoreSlot::Ready(mut store) = std::mem::replace(&mut self.store, StoreSlot::Off) {
             let _ = tokio::task::spawn_blocking(move || store.close()).await;
         }
         self.set_connection(ConnectionState::Stopped);
@@ -648,9 +705,11 @@ impl Engine {
         }
     }
 
-    fn record(&self, record: Record) {
-        if let Some(store) = &self.store {
-            store.send(record);
+    fn record(&mut self, record: Record) {
+        match &mut self.store {
+            StoreSlot::Ready(store) => store.send(record),
+            StoreSlot::Loading(buffer) => buffer.push(record),
+            StoreSlot::Off => {}
         }
     }
 

@@ -158,6 +158,7 @@ fn request(
             data_dir: Some(data_dir),
             client_id_prefix: "relayctl".to_owned(),
             wake: std::sync::Arc::new(|| {}),
+            history: 0,
         })?;
         let started = Instant::now();
         let mut attempts = 0;

@@ -269,6 +269,7 @@ impl Panel {
             data_dir,
             client_id_prefix: "relay-panel".to_owned(),
             wake: self.wake(),
+            history: engine::HISTORY_LEN,
         };
         let _runtime = self.runtime.enter();
         match engine::spawn(options) {
