@@ -6,7 +6,7 @@
 # Usage: scripts/measure-gui.sh   (builds release binaries first)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo build --release --bins --example bare_window >/dev/null
+[ -n "${SKIP_BUILD:-}" ] || cargo build --release --bins --example bare_window >/dev/null
 work=$(mktemp -d)
 export XDG_RUNTIME_DIR="$work"
 display=:97

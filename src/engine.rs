@@ -456,8 +456,14 @@ impl Engine {
 
     async fn shutdown(&mut self, mut network: mpsc::Receiver<NetEvent>) {
         let now = Instant::now();
-        for (_, request) in self.pending.abandon_all(now) {
-            self.finish_failed(request.relay, request.action, Failure::ConnectionLost, None);
+        for (id, request) in self.pending.abandon_all(now) {
+            self.finish_failed(
+                request.relay,
+                request.action,
+                Failure::ConnectionLost,
+                None,
+                Some(id),
+            );
         }
         if self.client.try_disconnect().is_ok() {
             // Let the event loop put DISCONNECT on the wire (it returns once sent).
@@ -531,12 +537,13 @@ impl Engine {
                 retry_in,
             } => {
                 let now = Instant::now();
-                for (_, request) in self.pending.abandon_all(now) {
+                for (id, request) in self.pending.abandon_all(now) {
                     self.finish_failed(
                         request.relay,
                         request.action,
                         Failure::ConnectionLost,
                         None,
+                        Some(id),
                     );
                 }
                 self.set_connection(if fatal {
@@ -564,7 +571,7 @@ impl Engine {
                 "relay {} has no payload_query configured, so it cannot be asked its state",
                 relay_config.id
             );
-            self.finish_failed(relay, action, Failure::NotSent { reason }, None);
+            self.finish_failed(relay, action, Failure::NotSent { reason }, None, None);
             return;
         };
         if !self.connection.is_ready() {
@@ -573,7 +580,7 @@ impl Engine {
                 ConnectionState::Reconnecting { reason, .. } => format!("not connected ({reason})"),
                 _ => "not connected to the broker yet".to_owned(),
             };
-            self.finish_failed(relay, action, Failure::NotSent { reason }, None);
+            self.finish_failed(relay, action, Failure::NotSent { reason }, None, None);
             return;
         }
         let timeout = self.config.timeout(relay_config);
@@ -594,7 +601,7 @@ impl Engine {
         );
         if let Err(e) = sent {
             let reason = format!("the MQTT client could not queue the request ({e})");
-            self.finish_failed(relay, action, Failure::NotSent { reason }, None);
+            self.finish_failed(relay, action, Failure::NotSent { reason }, None, None);
             return;
         }
         let now = Instant::now();
@@ -608,13 +615,14 @@ impl Engine {
 
     fn on_deadline(&mut self) {
         let now = Instant::now();
-        for (_, request) in self.pending.expire(now) {
+        for (id, request) in self.pending.expire(now) {
             let after = request.deadline.duration_since(request.sent);
             self.finish_failed(
                 request.relay,
                 request.action,
                 Failure::NoResponse { after },
                 None,
+                Some(id),
             );
         }
     }
@@ -659,13 +667,14 @@ impl Engine {
                 let relay_config = &self.config.relays[request.relay];
                 match protocol::parse_reply(&publish.payload, relay_config) {
                     Reply::State(state) => {
-                        self.finish_confirmed(request.relay, request.action, state, rtt)
+                        self.finish_confirmed(request.relay, request.action, state, rtt, id)
                     }
                     Reply::DeviceError(text) => self.finish_failed(
                         request.relay,
                         request.action,
                         Failure::DeviceError { text },
                         Some(rtt),
+                        Some(id),
                     ),
                 }
             }
@@ -673,7 +682,7 @@ impl Engine {
                 let rtt = now.duration_since(request.sent);
                 let relay_config = &self.config.relays[request.relay];
                 let reply = protocol::parse_reply(&publish.payload, relay_config);
-                self.on_late(request.relay, request.action, reply, rtt);
+                self.on_late(request.relay, request.action, reply, rtt, id);
             }
             Resolution::Unknown => {
                 self.ignored.note(
@@ -702,6 +711,7 @@ impl Engine {
             rtt,
             detail,
             operator: self.operator.clone(),
+            correlation: None,
         }
     }
 
@@ -713,7 +723,14 @@ impl Engine {
         }
     }
 
-    fn finish_confirmed(&mut self, relay: usize, action: Action, state: RelayState, rtt: Duration) {
+    fn finish_confirmed(
+        &mut self,
+        relay: usize,
+        action: Action,
+        state: RelayState,
+        rtt: Duration,
+        id: CorrelationId,
+    ) {
         let at = SystemTime::now();
         self.statuses[relay].confirm(state, at, rtt);
         let detail = match action {
@@ -722,7 +739,8 @@ impl Engine {
             }
             _ => None,
         };
-        let entry = self.audit(relay, action, "confirmed", Some(state), Some(rtt), detail);
+        let mut entry = self.audit(relay, action, "confirmed", Some(state), Some(rtt), detail);
+        entry.correlation = Some(id.to_hex());
         self.record(Record::Ack(StoredAck {
             relay_id: entry.relay_id.clone(),
             state,
@@ -741,25 +759,34 @@ impl Engine {
         action: Action,
         failure: Failure,
         rtt: Option<Duration>,
+        id: Option<CorrelationId>,
     ) {
         let detail = match &failure {
             Failure::DeviceError { text } => Some(text.clone()),
             Failure::NotSent { reason } => Some(reason.clone()),
             _ => None,
         };
-        let entry = self.audit(relay, action, failure.outcome(), None, rtt, detail);
+        let mut entry = self.audit(relay, action, failure.outcome(), None, rtt, detail);
+        entry.correlation = id.map(|id| id.to_hex());
         self.statuses[relay].fail(failure, entry.at);
         self.record(Record::Audit(entry.clone()));
         self.emit_status(relay);
         self.emit(Event::Finished { relay, entry });
     }
 
-    fn on_late(&mut self, relay: usize, action: Action, reply: Reply, rtt: Duration) {
+    fn on_late(
+        &mut self,
+        relay: usize,
+        action: Action,
+        reply: Reply,
+        rtt: Duration,
+        id: CorrelationId,
+    ) {
         let at = SystemTime::now();
         match reply {
             Reply::State(state) => {
                 let taken = self.statuses[relay].late(state, at, rtt);
-                let entry = self.audit(
+                let mut entry = self.audit(
                     relay,
                     action,
                     "late confirmed",
@@ -767,6 +794,7 @@ impl Engine {
                     Some(rtt),
                     (!taken).then(|| "older than a newer confirmation; not shown".to_owned()),
                 );
+                entry.correlation = Some(id.to_hex());
                 tracing::info!("{}: late answer {state} after {rtt:?}", entry.relay_id);
                 if taken {
                     self.record(Record::Ack(StoredAck {
@@ -782,7 +810,7 @@ impl Engine {
                 self.emit(Event::Late { relay, entry });
             }
             Reply::DeviceError(text) => {
-                let entry = self.audit(
+                let mut entry = self.audit(
                     relay,
                     action,
                     "late device error",
@@ -790,6 +818,7 @@ impl Engine {
                     Some(rtt),
                     Some(text),
                 );
+                entry.correlation = Some(id.to_hex());
                 self.record(Record::Audit(entry.clone()));
                 self.emit(Event::Late { relay, entry });
             }

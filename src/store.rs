@@ -79,6 +79,8 @@ pub struct AuditEntry {
     pub detail: Option<String>,
     /// Who asked.
     pub operator: String,
+    /// Correlation data of the request (hex), to match it with the device's logs.
+    pub correlation: Option<String>,
 }
 
 fn serialize_time<S: serde::Serializer>(at: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
@@ -150,6 +152,9 @@ CREATE TABLE IF NOT EXISTS audit (
 );
 CREATE INDEX IF NOT EXISTS audit_relay ON audit (relay_id, id);
 ";
+
+/// Columns added after the first release of the schema.
+const MIGRATIONS: &[&str] = &["ALTER TABLE audit ADD COLUMN correlation TEXT"];
 
 impl Store {
     /// Opens (or creates) the store in `dir`. Returns a warning when a
@@ -225,6 +230,12 @@ impl Store {
             r.get::<_, i64>(0)
         })?;
         conn.execute_batch(SCHEMA)?;
+        for migration in MIGRATIONS {
+            match conn.execute_batch(migration) {
+                Err(e) if e.to_string().contains("duplicate column") => {}
+                other => other?,
+            }
+        }
         Ok(Store {
             conn,
             path: path.to_owned(),
@@ -254,8 +265,8 @@ impl Store {
                      WHERE excluded.at_ms >= last_ack.at_ms",
                 )?;
                 let mut audit = tx.prepare_cached(
-                    "INSERT INTO audit (at_ms, relay_id, action, outcome, state, rtt_us, detail, operator)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                    "INSERT INTO audit (at_ms, relay_id, action, outcome, state, rtt_us, detail, operator, correlation)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
                 )?;
                 for record in records {
                     match record {
@@ -277,7 +288,8 @@ impl Store {
                                 e.state.map(RelayState::as_str),
                                 e.rtt.map(|d| d.as_micros() as i64),
                                 e.detail,
-                                e.operator
+                                e.operator,
+                                e.correlation
                             ])?;
                         }
                     }
@@ -354,7 +366,7 @@ impl Store {
     pub fn recent_audit(&self, limit: usize) -> Result<Vec<AuditEntry>, StoreError> {
         let result = (|| {
             let mut stmt = self.conn.prepare(
-                "SELECT at_ms, relay_id, action, outcome, state, rtt_us, detail, operator
+                "SELECT at_ms, relay_id, action, outcome, state, rtt_us, detail, operator, correlation
                  FROM audit ORDER BY id DESC LIMIT ?1",
             )?;
             let rows = stmt.query_map([limit as i64], |r| {
@@ -367,11 +379,22 @@ impl Store {
                     r.get::<_, Option<i64>>(5)?,
                     r.get::<_, Option<String>>(6)?,
                     r.get::<_, String>(7)?,
+                    r.get::<_, Option<String>>(8)?,
                 ))
             })?;
             let mut out = Vec::new();
             for row in rows {
-                let (at_ms, relay_id, action, outcome, state, rtt_us, detail, operator) = row?;
+                let (
+                    at_ms,
+                    relay_id,
+                    action,
+                    outcome,
+                    state,
+                    rtt_us,
+                    detail,
+                    operator,
+                    correlation,
+                ) = row?;
                 let Some(action) = Action::parse(&action) else {
                     continue;
                 };
@@ -384,6 +407,7 @@ impl Store {
                     rtt: rtt_us.map(|us| Duration::from_micros(us.max(0) as u64)),
                     detail,
                     operator,
+                    correlation,
                 });
             }
             Ok(out)
@@ -507,6 +531,7 @@ mod tests {
                     rtt: Some(Duration::from_micros(1500)),
                     detail: None,
                     operator: "tech".into(),
+                    correlation: Some("00ff".into()),
                 }),
             ])
             .unwrap();

@@ -71,6 +71,23 @@ enum Cmd {
         #[arg(short = 'n', long, default_value_t = 20)]
         count: usize,
     },
+    /// Chaos soak: runs its own Mosquitto and misbehaving simulated devices,
+    /// sends many requests and checks every confirmation against what the
+    /// devices really did. Needs `mosquitto` installed; ignores --config.
+    Soak {
+        /// Requests to publish.
+        #[arg(long, default_value_t = 100_000)]
+        requests: usize,
+        /// Simulated relays (one request in flight each).
+        #[arg(long, default_value_t = 100)]
+        relays: usize,
+        /// Times the broker is killed and restarted during the run.
+        #[arg(long, default_value_t = 0)]
+        outages: usize,
+        /// Seed for the devices' faults.
+        #[arg(long)]
+        seed: Option<u64>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -92,6 +109,15 @@ fn main() -> ExitCode {
 }
 
 fn run(args: Args) -> anyhow::Result<u8> {
+    if let Cmd::Soak {
+        requests,
+        relays,
+        outages,
+        seed,
+    } = args.command
+    {
+        return soak(requests, relays, outages, seed);
+    }
     let path = paths::config_path(args.config.clone());
     let mut config = match Config::load(&path) {
         Ok(config) => config,
@@ -114,6 +140,7 @@ fn run(args: Args) -> anyhow::Result<u8> {
         Cmd::Get { id } => request(&args, &mut config, data_dir, id, Action::Query),
         Cmd::Status => status(&args, &config, &data_dir),
         Cmd::Log { count } => log(&args, &data_dir, *count),
+        Cmd::Soak { .. } => unreachable!("handled above"),
     }
 }
 
@@ -382,4 +409,26 @@ fn log(args: &Args, data_dir: &std::path::Path, count: usize) -> anyhow::Result<
         );
     }
     Ok(CONFIRMED)
+}
+
+fn soak(requests: usize, relays: usize, outages: usize, seed: Option<u64>) -> anyhow::Result<u8> {
+    anyhow::ensure!(
+        relays > 0 && requests > 0,
+        "--relays and --requests must be at least 1"
+    );
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let options = relay_panel::soak::SoakOptions::new(relays, requests, outages, seed);
+    eprintln!(
+        "soak: {requests} requests over {relays} relays, timeout {} ms, {outages} broker outage(s); devices drop 5%, duplicate 5%, garbage 2%, wrong correlation 2%, answer up to 1.5x the timeout late, one always fails",
+        options.timeout.as_millis()
+    );
+    let report = runtime.block_on(relay_panel::soak::run(options, |ended| {
+        eprint!("\r{ended} requests ended");
+    }))?;
+    eprintln!();
+    print!("{}", report.render());
+    Ok(if report.passed() { CONFIRMED } else { ERROR })
 }

@@ -2,128 +2,47 @@
 //! devices, and helpers to drive the engine.
 #![allow(dead_code)]
 
-use std::net::{TcpListener, TcpStream};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use relay_panel::config::{Config, RelayConfig};
 use relay_panel::engine::{self, ConnectionState, EngineHandle, EngineOptions, Event, Events};
+use relay_panel::mosquitto::LocalMosquitto;
 use relay_panel::protocol::Action;
 use relay_panel::sim::{self, Faults, SimHandle, SimOptions, SimRecord};
 use relay_panel::store::AuditEntry;
 use tokio::sync::mpsc;
 
-/// A Mosquitto broker on 127.0.0.1:port, stopped when dropped.
-pub struct Mosquitto {
-    child: Option<Child>,
-    /// The port it listens on (kept across restarts).
-    pub port: u16,
-    /// Holds the config file and the log.
-    dir: tempfile::TempDir,
-}
-
-fn mosquitto_binary() -> PathBuf {
-    for candidate in [
-        "/usr/sbin/mosquitto",
-        "/usr/local/sbin/mosquitto",
-        "/usr/bin/mosquitto",
-    ] {
-        if std::path::Path::new(candidate).exists() {
-            return candidate.into();
-        }
-    }
-    "mosquitto".into()
-}
+/// A Mosquitto on a free loopback port (see `relay_panel::mosquitto`);
+/// panics with a clear message when it cannot start.
+pub struct Mosquitto(LocalMosquitto);
 
 impl Mosquitto {
-    /// Starts a broker with `extra` lines appended to its configuration
-    /// (they apply to its one listener).
-    pub fn start_with(extra: &str) -> Self {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let dir = tempfile::tempdir().unwrap();
-        let anonymous = if extra.contains("allow_anonymous") {
-            ""
-        } else {
-            "allow_anonymous true\n"
-        };
-        // Started as root, Mosquitto drops to the `mosquitto` user, which
-        // cannot read key files in a private temporary directory.
-        let as_root = {
-            use std::os::unix::fs::MetadataExt;
-            std::fs::metadata("/proc/self")
-                .map(|m| m.uid() == 0)
-                .unwrap_or(false)
-        };
-        let anonymous = if as_root {
-            format!("user root\n{anonymous}")
-        } else {
-            anonymous.to_owned()
-        };
-        let conf = format!(
-            "listener {port} 127.0.0.1\n{anonymous}persistence false\nset_tcp_nodelay true\nmax_inflight_messages 1000\nmax_queued_messages 100000\n{extra}\n"
-        );
-        std::fs::write(dir.path().join("mosquitto.conf"), conf).unwrap();
-        let mut broker = Mosquitto {
-            child: None,
-            port,
-            dir,
-        };
-        broker.resume();
-        broker
-    }
-
     /// Starts a plain broker.
     pub fn start() -> Self {
         Mosquitto::start_with("")
     }
 
-    /// `mqtt://127.0.0.1:PORT`.
-    pub fn url(&self) -> String {
-        format!("mqtt://127.0.0.1:{}", self.port)
-    }
-
-    /// Kills the broker (clients see the connection drop).
-    pub fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+    /// Starts a broker with extra configuration lines for its listener.
+    pub fn start_with(extra: &str) -> Self {
+        Mosquitto(LocalMosquitto::start_with(extra).unwrap_or_else(|e| panic!("{e}")))
     }
 
     /// Starts the broker again on the same port.
     pub fn resume(&mut self) {
-        let log = std::fs::File::create(self.dir.path().join("mosquitto.log")).unwrap();
-        let child = Command::new(mosquitto_binary())
-            .arg("-c")
-            .arg(self.dir.path().join("mosquitto.conf"))
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect(
-                "mosquitto must be installed (apt-get install -y mosquitto); .ci/run installs it",
-            );
-        self.child = Some(child);
-        let started = Instant::now();
-        while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(
-                started.elapsed() < Duration::from_secs(10),
-                "mosquitto did not listen on {}: {}",
-                self.port,
-                std::fs::read_to_string(self.dir.path().join("mosquitto.log")).unwrap_or_default()
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        self.0.resume().unwrap_or_else(|e| panic!("{e}"));
     }
 }
 
-impl Drop for Mosquitto {
-    fn drop(&mut self) {
-        self.stop();
+impl std::ops::Deref for Mosquitto {
+    type Target = LocalMosquitto;
+    fn deref(&self) -> &LocalMosquitto {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Mosquitto {
+    fn deref_mut(&mut self) -> &mut LocalMosquitto {
+        &mut self.0
     }
 }
 
