@@ -33,8 +33,8 @@ pub struct Config {
     pub relays: Vec<RelayConfig>,
 }
 
-/// `[broker]`: connection settings.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// `[broker]`: connection settings. `Debug` never shows the password.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BrokerConfig {
     /// `mqtt://host:port` or `mqtts://host:port` (TLS).
@@ -42,9 +42,16 @@ pub struct BrokerConfig {
     /// User name for the broker, if it asks for one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub username: Option<String>,
-    /// Password for the broker (prefer `password_env` / `password_file`).
+    /// Password for the broker (prefer `password_env` / `password_file`:
+    /// a config file holding a password that others can read gets a warning).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub password: Option<String>,
+    /// Name of an environment variable holding the password.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password_env: Option<String>,
+    /// File whose first line is the password.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password_file: Option<PathBuf>,
     /// CA certificate (PEM) that signed the broker's certificate (mqtts).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ca_file: Option<PathBuf>,
@@ -61,6 +68,41 @@ pub struct BrokerConfig {
     /// Time a device has to answer, unless the relay sets its own.
     #[serde(default = "default_timeout_ms")]
     pub request_timeout_ms: u64,
+}
+
+impl fmt::Debug for BrokerConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BrokerConfig")
+            .field("url", &self.url)
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .field("password_env", &self.password_env)
+            .field("password_file", &self.password_file)
+            .field("ca_file", &self.ca_file)
+            .field("client_cert", &self.client_cert)
+            .field("client_key", &self.client_key)
+            .field("client_id", &self.client_id)
+            .field("request_timeout_ms", &self.request_timeout_ms)
+            .finish()
+    }
+}
+
+impl BrokerConfig {
+    /// The password from `password`, `password_env` or `password_file`.
+    /// Errors name the variable or file, never the password.
+    pub fn resolve_password(&self) -> Result<Option<String>, String> {
+        if let Some(name) = &self.password_env {
+            return std::env::var(name).map(Some).map_err(|_| {
+                format!("password_env names {name:?}, but that environment variable is not set")
+            });
+        }
+        if let Some(path) = &self.password_file {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| format!("cannot read password_file {}: {e}", path.display()))?;
+            return Ok(Some(text.lines().next().unwrap_or("").to_owned()));
+        }
+        Ok(self.password.clone())
+    }
 }
 
 /// `[panel]`: settings of this panel that are not about the broker.
@@ -282,6 +324,8 @@ impl Config {
                 url: url.to_owned(),
                 username: None,
                 password: None,
+                password_env: None,
+                password_file: None,
                 ca_file: None,
                 client_cert: None,
                 client_key: None,
@@ -360,10 +404,20 @@ impl Config {
                 "client_cert and client_key go together: set both or neither".to_owned(),
             );
         }
-        if broker.password.is_some() && broker.username.is_none() {
+        let sources = [
+            broker.password.is_some(),
+            broker.password_env.is_some(),
+            broker.password_file.is_some(),
+        ];
+        if sources.iter().filter(|s| **s).count() > 1 {
             problem(
                 Place::Broker("password"),
-                "password is set but username is not".to_owned(),
+                "set only one of password, password_env and password_file".to_owned(),
+            );
+        } else if sources.iter().any(|s| *s) && broker.username.is_none() {
+            problem(
+                Place::Broker("password"),
+                "a password is set but username is not".to_owned(),
             );
         }
         if let Some(id) = &broker.client_id
@@ -465,6 +519,21 @@ impl Config {
             }
         }
         problems
+    }
+
+    /// A warning when this file holds a password and others may read it.
+    pub fn permission_warning(&self, path: &Path) -> Option<String> {
+        use std::os::unix::fs::PermissionsExt;
+        self.broker.password.as_ref()?;
+        let mode = std::fs::metadata(path).ok()?.permissions().mode();
+        (mode & 0o077 != 0).then(|| {
+            format!(
+                "{} holds a broker password and other users can read it (mode {:o}); run `chmod 600 {}` or use password_env / password_file",
+                path.display(),
+                mode & 0o777,
+                path.display()
+            )
+        })
     }
 
     /// The time the relay's device has to answer.
@@ -852,6 +921,36 @@ confirm = true
         config.relays.push(RelayConfig::new("a", "u"));
         assert!(config.save(&path).is_err());
         assert!(!path.exists());
+    }
+
+    /// A password in a file others can read gets a warning; 0600 does not;
+    /// the password itself never shows in Debug output.
+    #[test]
+    fn password_file_permissions_and_redaction() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        let mut config = Config::new("mqtt://h");
+        config.broker.username = Some("u".into());
+        config.broker.password = Some("hunter2-secret".into());
+        config.save(&path).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let warning = config.permission_warning(&path).expect("warning for 0644");
+        assert!(
+            warning.contains("chmod 600") && !warning.contains("hunter2"),
+            "{warning}"
+        );
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        assert_eq!(config.permission_warning(&path), None);
+        assert!(!format!("{config:?}").contains("hunter2"));
+        // Only one password source.
+        config.broker.password_env = Some("X".into());
+        assert!(
+            config
+                .validate()
+                .iter()
+                .any(|p| p.message.contains("only one"))
+        );
     }
 
     /// The example shipped to first-time users is valid.

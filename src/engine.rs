@@ -233,6 +233,8 @@ pub fn spawn(options: EngineOptions) -> Result<(EngineHandle, Events), EngineErr
         wake: options.wake,
         store: StoreSlot::Off,
         ignored: IgnoredLog::default(),
+        unsent: std::collections::VecDeque::new(),
+        by_pkid: std::collections::HashMap::new(),
         config: options.config,
     };
     let label = client_id.clone();
@@ -351,6 +353,12 @@ struct Engine {
     store: StoreSlot,
     /// Rate-limited log of ignored responses.
     ignored: IgnoredLog,
+    /// Requests handed to the client, not yet seen going out (FIFO: the
+    /// client sends in call order), to learn their packet ids.
+    unsent: std::collections::VecDeque<CorrelationId>,
+    /// Packet id of each request on the wire, so a PUBACK refusal (ACL)
+    /// ends the right request at once. Bounded by the in-flight limit.
+    by_pkid: std::collections::HashMap<u16, CorrelationId>,
 }
 
 impl Engine {
@@ -531,12 +539,38 @@ impl Engine {
                 }
             }
             NetEvent::Publish(publish) => self.on_publish(publish),
+            NetEvent::Sent(pkid) => {
+                if let Some(id) = self.unsent.pop_front() {
+                    self.by_pkid.insert(pkid, id);
+                }
+            }
+            NetEvent::Refused { pkid, reason } => {
+                let Some(id) = self.by_pkid.remove(&pkid) else {
+                    return;
+                };
+                if let Some(request) = self.pending.cancel(&id) {
+                    let topic = &self.config.relays[request.relay].request_topic;
+                    let reason = format!(
+                        "{reason} — the broker does not let this panel publish to {topic}; check its ACL"
+                    );
+                    tracing::warn!("request refused by the broker: {reason}");
+                    self.finish_failed(
+                        request.relay,
+                        request.action,
+                        Failure::Refused { reason },
+                        None,
+                        Some(id),
+                    );
+                }
+            }
             NetEvent::Down {
                 reason,
                 fatal,
                 retry_in,
             } => {
                 let now = Instant::now();
+                self.unsent.clear();
+                self.by_pkid.clear();
                 for (id, request) in self.pending.abandon_all(now) {
                     self.finish_failed(
                         request.relay,
@@ -604,6 +638,7 @@ impl Engine {
             self.finish_failed(relay, action, Failure::NotSent { reason }, None, None);
             return;
         }
+        self.unsent.push_back(id);
         let now = Instant::now();
         if let Err(AlreadyPending) = self.pending.start(id, relay, action, now, timeout) {
             return; // checked above
@@ -763,7 +798,7 @@ impl Engine {
     ) {
         let detail = match &failure {
             Failure::DeviceError { text } => Some(text.clone()),
-            Failure::NotSent { reason } => Some(reason.clone()),
+            Failure::NotSent { reason } | Failure::Refused { reason } => Some(reason.clone()),
             _ => None,
         };
         let mut entry = self.audit(relay, action, failure.outcome(), None, rtt, detail);

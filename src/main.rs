@@ -40,12 +40,19 @@ fn main() -> anyhow::Result<()> {
         .thread_name("relay-panel-io")
         .build()?;
     let path = paths::config_path(args.config.clone());
+    let mut startup_warnings = Vec::new();
     let (source, config) = if args.demo {
         (Source::Demo, None)
     } else {
         // A local file read; no network before the first frame.
         match Config::load(&path) {
-            Ok(config) => (Source::File(path), Some(config)),
+            Ok(config) => {
+                if let Some(warning) = config.permission_warning(&path) {
+                    eprintln!("relay-panel: warning: {warning}");
+                    startup_warnings.push(warning);
+                }
+                (Source::File(path), Some(config))
+            }
             Err(ConfigError::Read { source, .. })
                 if source.kind() == std::io::ErrorKind::NotFound =>
             {
@@ -80,13 +87,14 @@ fn main() -> anyhow::Result<()> {
                 .storage
                 .and_then(|s| eframe::get_value(s, eframe::APP_KEY))
                 .unwrap_or_default();
-            let panel = Panel::new(PanelOptions {
+            let mut panel = Panel::new(PanelOptions {
                 source,
                 config,
                 data_dir,
                 runtime: handle,
                 prefs,
             });
+            panel.model.warnings.extend(startup_warnings);
             if let Ok(mut slot) = closing_slot.lock() {
                 *slot = Some(panel.closing());
             }

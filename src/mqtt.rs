@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use rumqttc::v5::mqttbytes::v5::{
-    ConnAck, ConnectReturnCode, DisconnectReasonCode, Packet, Publish, SubAck,
+    ConnAck, ConnectReturnCode, DisconnectReasonCode, Packet, PubAckReason, Publish, SubAck,
 };
 use rumqttc::v5::{AsyncClient, ConnectionError, Event, EventLoop, MqttOptions, StateError};
 use rumqttc::{NetworkOptions, Outgoing, TlsConfiguration, Transport};
@@ -32,6 +32,9 @@ pub enum SetupError {
     /// The broker URL is unusable.
     #[error("{0}")]
     Url(String),
+    /// The password could not be read (env variable, file).
+    #[error("{0}")]
+    Password(String),
     /// A TLS file could not be read.
     #[error("cannot read {what} {path}: {source}")]
     TlsFile {
@@ -63,7 +66,8 @@ pub fn client_options(broker: &BrokerConfig, client_id: &str) -> Result<MqttOpti
     network.set_connection_timeout(5);
     options.set_network_options(network);
     if let Some(user) = &broker.username {
-        options.set_credentials(user.clone(), broker.password.clone().unwrap_or_default());
+        let password = broker.resolve_password().map_err(SetupError::Password)?;
+        options.set_credentials(user.clone(), password.unwrap_or_default());
     }
     if address.scheme == Scheme::Tls {
         let read = |what, path: &std::path::Path| {
@@ -113,6 +117,16 @@ pub enum NetEvent {
     SubAck(SubAck),
     /// A message arrived.
     Publish(Publish),
+    /// A QoS 1 publish went out under this packet id (in the order of the
+    /// client's publish calls).
+    Sent(u16),
+    /// The broker refused the publish with this packet id (PUBACK reason).
+    Refused {
+        /// Packet id.
+        pkid: u16,
+        /// The broker's reason code and text.
+        reason: String,
+    },
     /// The connection dropped or could not be made.
     Down {
         /// What went wrong, for the technician.
@@ -165,6 +179,23 @@ pub fn spawn_event_loop(
                 }
                 Ok(Event::Incoming(Packet::Publish(publish))) => NetEvent::Publish(publish),
                 Ok(Event::Incoming(Packet::SubAck(ack))) => NetEvent::SubAck(ack),
+                Ok(Event::Outgoing(Outgoing::Publish(pkid))) if pkid != 0 => NetEvent::Sent(pkid),
+                Ok(Event::Incoming(Packet::PubAck(ack)))
+                    if !matches!(
+                        ack.reason,
+                        PubAckReason::Success | PubAckReason::NoMatchingSubscribers
+                    ) =>
+                {
+                    let text = ack
+                        .properties
+                        .and_then(|p| p.reason_string)
+                        .map(|s| format!(": {s}"))
+                        .unwrap_or_default();
+                    NetEvent::Refused {
+                        pkid: ack.pkid,
+                        reason: format!("{:?}{text}", ack.reason),
+                    }
+                }
                 Ok(Event::Outgoing(Outgoing::Disconnect)) => {
                     tracing::debug!("{label}: disconnected");
                     return;

@@ -137,6 +137,12 @@ impl PendingRequests {
         }
     }
 
+    /// Ends a request in flight for good (the broker refused it: no device
+    /// will ever answer it).
+    pub fn cancel(&mut self, id: &CorrelationId) -> Option<InFlight> {
+        self.remove_in_flight(id)
+    }
+
     /// Ends every request whose deadline has passed; they stay answerable
     /// (late) for the grace period.
     pub fn expire(&mut self, now: Instant) -> Vec<(CorrelationId, InFlight)> {

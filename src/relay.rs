@@ -45,6 +45,11 @@ pub enum Failure {
     },
     /// The broker connection dropped while the request was in flight.
     ConnectionLost,
+    /// The broker refused the request (PUBACK reason, e.g. its ACL).
+    Refused {
+        /// The broker's reason.
+        reason: String,
+    },
     /// The request was never published.
     NotSent {
         /// Why (not connected, queue full…).
@@ -59,6 +64,7 @@ impl Failure {
             Failure::NoResponse { .. } => "no response",
             Failure::DeviceError { .. } => "device error",
             Failure::ConnectionLost => "connection lost",
+            Failure::Refused { .. } => "refused by broker",
             Failure::NotSent { .. } => "not sent",
         }
     }
@@ -72,6 +78,7 @@ impl fmt::Display for Failure {
             }
             Failure::DeviceError { text } => write!(f, "device error: {text}"),
             Failure::ConnectionLost => f.write_str("connection lost before the device answered"),
+            Failure::Refused { reason } => write!(f, "refused by the broker: {reason}"),
             Failure::NotSent { reason } => write!(f, "not sent: {reason}"),
         }
     }

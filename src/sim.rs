@@ -230,6 +230,7 @@ impl Devices {
                         }
                     }
                     Some(NetEvent::Publish(publish)) => self.handle(publish),
+                    Some(NetEvent::Sent(_) | NetEvent::Refused { .. }) => {}
                     Some(NetEvent::Down { reason, fatal, .. }) => {
                         ready.send_replace(false);
                         if fatal {

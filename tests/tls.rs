@@ -175,3 +175,83 @@ async fn wrong_password_is_explained() {
         "the password never appears in messages: {reason}"
     );
 }
+
+/// ACL with least privilege: the panel may publish only to its relays'
+/// request topics and subscribe only to its own response topic; devices the
+/// converse. The panel works under it, and a request to a topic the ACL
+/// denies ends at once with the broker's refusal, not a timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acl_least_privilege_works_and_denied_topic_is_explained() {
+    let dir = tempfile::tempdir().unwrap();
+    let passwords = dir.path().join("passwords");
+    for (i, (user, password)) in [("panel", "panel-pw"), ("device", "device-pw")]
+        .iter()
+        .enumerate()
+    {
+        let mut cmd = Command::new("mosquitto_passwd");
+        cmd.arg("-b");
+        if i == 0 {
+            cmd.arg("-c");
+        }
+        let out = cmd.arg(&passwords).args([user, password]).output().unwrap();
+        assert!(out.status.success());
+    }
+    let mut config = config("mqtt://127.0.0.1:1", 2);
+    let allowed = config.relays[0].request_topic.clone();
+    let acl = dir.path().join("acl");
+    std::fs::write(
+        &acl,
+        format!(
+            "user panel\ntopic write {allowed}\npattern read relay-panel/%c/response\n\n\
+             user device\ntopic read {}\ntopic read {allowed}\ntopic write relay-panel/+/response\n",
+            config.relays[1].request_topic
+        ),
+    )
+    .unwrap();
+    let broker = Mosquitto::start_with(&format!(
+        "allow_anonymous false\npassword_file {}\nacl_file {}\n",
+        passwords.display(),
+        acl.display()
+    ));
+    config.broker.url = broker.url();
+    config.broker.request_timeout_ms = 2000;
+    let mut device_config = config.clone();
+    device_config.broker.username = Some("device".into());
+    device_config.broker.password = Some("device-pw".into());
+    let (_devices, _) = devices(&device_config, Faults::default()).await;
+    // The panel's password comes from the environment, not the file.
+    config.broker.username = Some("panel".into());
+    config.broker.password_env = Some("RELAY_PANEL_TEST_ACL_PASSWORD".into());
+    // SAFETY: set before the engine (the only reader) starts; tests in this
+    // binary do not read this variable elsewhere.
+    unsafe { std::env::set_var("RELAY_PANEL_TEST_ACL_PASSWORD", "panel-pw") };
+    let mut engine = TestEngine::start(&config);
+    engine.connected().await;
+    let ok = engine.request(0, Action::On).await;
+    assert_eq!(ok.outcome, "confirmed");
+    let started = std::time::Instant::now();
+    let denied = engine.request(1, Action::On).await;
+    assert_eq!(denied.outcome, "refused by broker", "{denied:?}");
+    let detail = denied.detail.unwrap_or_default();
+    assert!(
+        detail.contains("NotAuthorized") && detail.contains("ACL"),
+        "{detail}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "refused at once, not after the timeout"
+    );
+}
+
+/// A missing password variable is named in a clear error, before connecting.
+#[test]
+fn missing_password_env_is_explained() {
+    let mut config = config("mqtt://127.0.0.1:1", 1);
+    config.broker.username = Some("panel".into());
+    config.broker.password_env = Some("RELAY_PANEL_TEST_NOT_SET".into());
+    let error = match relay_panel::engine::spawn(relay_panel::engine::EngineOptions::new(config)) {
+        Err(e) => e.to_string(),
+        Ok(_) => panic!("must not start without its password"),
+    };
+    assert!(error.contains("RELAY_PANEL_TEST_NOT_SET"), "{error}");
+}

@@ -120,7 +120,12 @@ fn run(args: Args) -> anyhow::Result<u8> {
     }
     let path = paths::config_path(args.config.clone());
     let mut config = match Config::load(&path) {
-        Ok(config) => config,
+        Ok(config) => {
+            if let Some(warning) = config.permission_warning(&path) {
+                eprintln!("relayctl: warning: {warning}");
+            }
+            config
+        }
         Err(relay_panel::config::ConfigError::Read { path, source })
             if source.kind() == std::io::ErrorKind::NotFound =>
         {

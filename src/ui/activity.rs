@@ -13,7 +13,9 @@ pub fn outcome_colour(outcome: &str) -> Option<Color32> {
         "no response" | "device error" | "late device error" => {
             Some(Color32::from_rgb(220, 60, 60))
         }
-        "connection lost" | "not sent" => Some(Color32::from_rgb(230, 160, 40)),
+        "connection lost" | "not sent" | "refused by broker" => {
+            Some(Color32::from_rgb(230, 160, 40))
+        }
         _ => None,
     }
 }

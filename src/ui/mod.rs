@@ -98,7 +98,7 @@ pub enum Action {
     /// Close the settings window without saving.
     CloseSettings,
     /// Save (or, in the demo, apply) a new configuration.
-    SaveSettings(Config),
+    SaveSettings(Box<Config>),
     /// Start the built-in demo.
     OpenDemo,
     /// Write the example configuration to the missing file and load it.
@@ -497,7 +497,7 @@ impl Panel {
                 self.settings = Some(settings::Draft::new(self.model.config.clone()))
             }
             Action::CloseSettings => self.settings = None,
-            Action::SaveSettings(config) => self.save(config),
+            Action::SaveSettings(config) => self.save(*config),
             Action::OpenDemo => self.open_demo(),
             Action::CreateExample => {
                 if let Source::Missing(path) = &self.source {

@@ -106,7 +106,9 @@ pub fn phase_text(status: &RelayStatus, now: SystemTime) -> Option<(String, Opti
         Phase::Failed { reason, .. } => {
             let colour = match reason {
                 Failure::NoResponse { .. } | Failure::DeviceError { .. } => red,
-                Failure::ConnectionLost | Failure::NotSent { .. } => amber,
+                Failure::ConnectionLost | Failure::NotSent { .. } | Failure::Refused { .. } => {
+                    amber
+                }
             };
             Some((reason.to_string(), Some(colour)))
         }

@@ -262,7 +262,7 @@ pub fn show(ctx: &egui::Context, draft: &mut Draft, source: &Source) -> Option<A
                     .on_disabled_hover_text("Fix the problems listed above first")
                     .clicked()
                 {
-                    action = Some(Action::SaveSettings(draft.config.clone()));
+                    action = Some(Action::SaveSettings(Box::new(draft.config.clone())));
                 }
                 if ui.button("Cancel").clicked() {
                     action = Some(Action::CloseSettings);
