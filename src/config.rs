@@ -953,6 +953,52 @@ confirm = true
         );
     }
 
+    /// Readers never see a half-written file while it is replaced.
+    #[test]
+    fn atomic_write_never_shows_a_partial_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        let a = vec![b'a'; 1 << 20];
+        let b = vec![b'b'; 1 << 20];
+        write_atomically(&path, &a).unwrap();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let reader = {
+            let (path, stop) = (path.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let mut reads = 0;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let text = std::fs::read(&path).unwrap();
+                    assert_eq!(text.len(), 1 << 20);
+                    assert!(text.iter().all(|c| *c == text[0]), "mixed content");
+                    reads += 1;
+                }
+                reads
+            })
+        };
+        for i in 0..50 {
+            write_atomically(&path, if i % 2 == 0 { &b } else { &a }).unwrap();
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        assert!(reader.join().unwrap() > 0);
+        let leftovers: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+        assert_eq!(leftovers.len(), 1, "no temporary files left behind");
+    }
+
+    /// Saving into a directory that cannot be written is a clear error.
+    #[test]
+    fn unwritable_directory_is_a_clear_error() {
+        let mut config = Config::new("mqtt://h");
+        config.relays.push(RelayConfig::new("a", "t"));
+        let err = config
+            .save(Path::new("/proc/relay-panel/config.toml"))
+            .unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("cannot save configuration /proc/relay-panel/config.toml"),
+            "{err}"
+        );
+    }
+
     /// The example shipped to first-time users is valid.
     #[test]
     fn example_is_valid() {

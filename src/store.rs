@@ -583,6 +583,24 @@ mod tests {
         assert_eq!(store.last_acknowledged().unwrap().len(), 1000);
     }
 
+    /// A store locked by another program is reported as such (after the
+    /// busy timeout), not a hang or a crash.
+    #[test]
+    fn locked_store_is_a_clear_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _) = Store::open_in(dir.path()).unwrap();
+        drop(store);
+        let holder = Connection::open(dir.path().join(STORE_FILE)).unwrap();
+        holder
+            .execute_batch("PRAGMA locking_mode = EXCLUSIVE; BEGIN EXCLUSIVE;")
+            .unwrap();
+        let err = Store::open_in(dir.path()).err().expect("locked");
+        assert!(
+            err.to_string().contains("locked by another program"),
+            "{err}"
+        );
+    }
+
     /// An unwritable data directory is a clear error, not a panic.
     #[test]
     fn unwritable_directory_is_an_error() {

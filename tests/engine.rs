@@ -650,6 +650,9 @@ async fn hostile_responses_change_nothing() {
                 0 => {
                     reply(Bytes::from_static(b"1"), None);
                     reply(Bytes::from_static(b"1"), Some(correlation.slice(..3)));
+                    let mut long = correlation.to_vec();
+                    long.extend_from_slice(&correlation);
+                    reply(Bytes::from_static(b"1"), Some(Bytes::from(long)));
                     for n in 0..1000u32 {
                         let mut forged = [0u8; 16];
                         forged[..4].copy_from_slice(&n.to_le_bytes());
@@ -691,5 +694,49 @@ async fn hostile_responses_change_nothing() {
             .any(|s| matches!(s, ConnectionState::Reconnecting { .. })),
         "the connection never dropped: {:?}",
         engine.connections
+    );
+}
+
+/// A retained message left on the response topic (a device that wrongly
+/// retains its answers) is stale when delivered on subscribe: ignored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retained_response_is_ignored() {
+    use bytes::Bytes;
+    use rumqttc::v5::mqttbytes::QoS;
+    use rumqttc::v5::mqttbytes::v5::PublishProperties;
+    use rumqttc::v5::{AsyncClient, MqttOptions};
+
+    let broker = Mosquitto::start();
+    let mut config = config(&broker.url(), 1);
+    config.broker.client_id = Some("fixed-panel".into());
+    let topic = relay_panel::protocol::response_topic("fixed-panel");
+    let (client, mut eventloop) =
+        AsyncClient::new(MqttOptions::new("retainer", "127.0.0.1", broker.port), 16);
+    let properties = PublishProperties {
+        correlation_data: Some(Bytes::from_static(&[7; 16])),
+        ..Default::default()
+    };
+    client
+        .publish_with_properties(
+            topic,
+            QoS::AtLeastOnce,
+            true,
+            Bytes::from_static(b"1"),
+            properties,
+        )
+        .await
+        .unwrap();
+    client.disconnect().await.unwrap();
+    while eventloop.poll().await.is_ok() {}
+
+    let mut engine = TestEngine::start(&config);
+    engine.connected().await;
+    let events = engine.drain(SHORT).await;
+    assert!(
+        !events.iter().any(|e| matches!(
+            e,
+            Event::Relay { .. } | Event::Finished { .. } | Event::Late { .. }
+        )),
+        "{events:?}"
     );
 }

@@ -420,3 +420,53 @@ fn main_view_snapshot() {
     h.run_steps(3);
     h.snapshot("main_view");
 }
+
+/// A broker outage is shown in the connection bar, then the recovery; a
+/// relay switched afterwards is confirmed.
+#[test]
+fn outage_and_recovery_are_shown() {
+    let rt = runtime();
+    let mut broker = Mosquitto::start();
+    let dir = tempfile::tempdir().unwrap();
+    let config = config(&broker.url(), 1);
+    let mut devices = start_devices(&rt, &config, Faults::default());
+    let mut h = harness(panel(&rt, &config, dir.path()));
+    connected(&mut h);
+    assert!(has_text(&h, "connected"));
+    broker.stop();
+    wait_for(&mut h, "outage shown", |h| {
+        has_text(h, "reconnecting in") && has_text(h, "connection refused")
+    });
+    // While down, the switch buttons are disabled: nothing can be sent.
+    assert!(!h.state().model.connection.is_ready());
+    broker.resume();
+    connected(&mut h);
+    assert!(!has_text(&h, "reconnecting in"));
+    rt.block_on(async {
+        tokio::time::timeout(Duration::from_secs(5), devices.ready())
+            .await
+            .unwrap()
+    });
+    h.get_by_label("On").click();
+    wait_for(&mut h, "confirmed after recovery", |h| {
+        has_text(h, "confirmed in")
+    });
+}
+
+/// A corrupted store is set aside and the technician is told, in the window.
+#[test]
+fn corrupted_store_warning_is_shown() {
+    let rt = runtime();
+    let broker = Mosquitto::start();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("data")).unwrap();
+    std::fs::write(
+        dir.path().join("data").join(relay_panel::store::STORE_FILE),
+        b"garbage, not a database",
+    )
+    .unwrap();
+    let config = config(&broker.url(), 1);
+    let mut h = harness(panel(&rt, &config, dir.path()));
+    wait_for(&mut h, "warning", |h| has_text(h, "was corrupted"));
+    connected(&mut h);
+}
