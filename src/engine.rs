@@ -39,8 +39,9 @@ pub type Wake = Arc<dyn Fn() + Send + Sync>;
 
 /// What the engine needs to start.
 pub struct EngineOptions {
-    /// Broker and relays (validated by [`spawn`]).
-    pub config: Config,
+    /// Broker and relays (validated by [`spawn`]); shared, not copied,
+    /// with the UI (10,000 relays are megabytes).
+    pub config: Arc<Config>,
     /// Where the store lives; `None` keeps nothing on disk.
     pub data_dir: Option<PathBuf>,
     /// First part of the random client id (`relay-panel`, `relayctl`…).
@@ -54,9 +55,9 @@ pub struct EngineOptions {
 
 impl EngineOptions {
     /// Options with no store and no wake-up callback.
-    pub fn new(config: Config) -> Self {
+    pub fn new(config: impl Into<Arc<Config>>) -> Self {
         EngineOptions {
-            config,
+            config: config.into(),
             data_dir: None,
             client_id_prefix: "relay-panel".to_owned(),
             wake: Arc::new(|| {}),
@@ -332,7 +333,7 @@ enum StoreSlot {
 
 struct Engine {
     /// Broker and relays; indices into `relays` name relays everywhere.
-    config: Config,
+    config: Arc<Config>,
     /// Each relay's state machine, same order as `config.relays`.
     statuses: Vec<RelayStatus>,
     /// Requests in flight and recently ended.

@@ -186,7 +186,7 @@ fn request(
         .build()?;
     runtime.block_on(async {
         let (handle, mut events) = engine::spawn(EngineOptions {
-            config: config.clone(),
+            config: std::sync::Arc::new(config.clone()),
             data_dir: Some(data_dir),
             client_id_prefix: "relayctl".to_owned(),
             wake: std::sync::Arc::new(|| {}),

@@ -214,7 +214,8 @@ impl Panel {
     /// and the demo when the source is `Demo`.
     pub fn new(options: PanelOptions) -> Self {
         let (jobs_tx, jobs_rx) = mpsc::channel();
-        let config = options.config.clone().unwrap_or_else(|| Config::new(""));
+        let loaded = options.config.is_some();
+        let config = options.config.unwrap_or_else(|| Config::new(""));
         let mut panel = Panel {
             model: Model::new(config),
             prefs: options.prefs,
@@ -236,9 +237,9 @@ impl Panel {
             demo: None,
             closing: Arc::new(Mutex::new(Vec::new())),
         };
-        match (&options.source, options.config) {
-            (Source::File(_), Some(_)) => panel.start_engine(),
-            (Source::Demo, _) => panel.apply(Action::OpenDemo),
+        match options.source {
+            Source::File(_) if loaded => panel.start_engine(),
+            Source::Demo => panel.apply(Action::OpenDemo),
             _ => {}
         }
         panel
@@ -494,7 +495,7 @@ impl Panel {
             Action::ShowDetail(relay) => self.detail = Some(relay),
             Action::CloseDetail => self.detail = None,
             Action::OpenSettings => {
-                self.settings = Some(settings::Draft::new(self.model.config.clone()))
+                self.settings = Some(settings::Draft::new(Config::clone(&self.model.config)))
             }
             Action::CloseSettings => self.settings = None,
             Action::SaveSettings(config) => self.save(*config),

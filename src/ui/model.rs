@@ -2,6 +2,8 @@
 
 use std::collections::{BTreeSet, HashSet, VecDeque};
 
+use std::sync::Arc;
+
 use crate::config::Config;
 use crate::engine::{ConnectionState, Event};
 use crate::protocol::Action;
@@ -73,8 +75,8 @@ impl GroupRun {
 
 /// Everything the views read.
 pub struct Model {
-    /// Broker and relays.
-    pub config: Config,
+    /// Broker and relays (shared with the engine, not copied).
+    pub config: Arc<Config>,
     /// Groups in order of first appearance.
     pub groups: Vec<Group>,
     /// Each relay's status, same order as `config.relays`.
@@ -99,7 +101,7 @@ impl Model {
     /// A model for `config` with nothing known yet.
     pub fn new(config: Config) -> Self {
         let mut model = Model {
-            config: Config::new(""),
+            config: Arc::new(Config::new("")),
             groups: Vec::new(),
             statuses: Vec::new(),
             connection: ConnectionState::Connecting,
@@ -132,7 +134,7 @@ impl Model {
         self.statuses = vec![RelayStatus::default(); n];
         self.rtts = vec![VecDeque::new(); n];
         self.group_run = None;
-        self.config = config;
+        self.config = Arc::new(config);
         self.connection = ConnectionState::Connecting;
         self.generation += 1;
     }
