@@ -197,9 +197,13 @@ pub enum EngineError {
     /// Client options could not be built (URL, TLS files).
     #[error(transparent)]
     Setup(#[from] mqtt::SetupError),
+    /// The engine's thread could not be started.
+    #[error("cannot start the engine thread: {0}")]
+    Thread(std::io::Error),
 }
 
-/// Starts the engine on the current tokio runtime.
+/// Starts the engine on a thread of its own (callable from any thread,
+/// with or without a tokio runtime).
 pub fn spawn(options: EngineOptions) -> Result<(EngineHandle, Events), EngineError> {
     let problems = options.config.validate();
     if !problems.is_empty() {
@@ -240,14 +244,26 @@ pub fn spawn(options: EngineOptions) -> Result<(EngineHandle, Events), EngineErr
     };
     let label = client_id.clone();
     let fixed_client_id = engine.config.broker.client_id.is_some();
-    tokio::spawn(engine.run(
-        eventloop,
-        label,
-        fixed_client_id,
-        commands_rx,
-        options.data_dir,
-        options.history,
-    ));
+    // The engine and its event loop share one thread of their own: every
+    // hand-over between them is a local wake-up, not a cross-thread one, and
+    // nothing the caller's runtime does can delay a response.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(EngineError::Thread)?;
+    std::thread::Builder::new()
+        .name("relay-panel-engine".into())
+        .spawn(move || {
+            runtime.block_on(engine.run(
+                eventloop,
+                label,
+                fixed_client_id,
+                commands_rx,
+                options.data_dir,
+                options.history,
+            ))
+        })
+        .map_err(EngineError::Thread)?;
     Ok((
         EngineHandle {
             commands: commands_tx,
