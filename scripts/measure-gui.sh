@@ -41,7 +41,7 @@ kill $bare
 
 measure() { # name, args...
     local name=$1; shift
-    DISPLAY=$display RELAY_PANEL_TIMING=1 RELAY_PANEL_DATA_DIR="$work/data-$name" ./target/release/relay-panel "$@" > "$work/$name.log" 2>&1 &
+    DISPLAY=$display RELAY_PANEL_TIMING=1 RELAY_PANEL_DATA_DIR="${DATA:-$work/data-$name}" ./target/release/relay-panel "$@" > "$work/$name.log" 2>&1 &
     local pid=$!
     sleep 5
     local rss; rss=$(rss_kb $pid)
@@ -54,6 +54,12 @@ measure() { # name, args...
 }
 echo "| benchmark | Relay Panel | baseline (same run) | difference |"
 echo "|---|---|---|---|"
-measure "10000 relays" --config "$work/big.toml"
+# Some confirmed states, so the panel has ages to tick ("12 s ago", once a second).
+for r in relay-0 relay-1 relay-2; do
+    RELAY_PANEL_DATA_DIR="$work/data-big" ./target/release/relayctl --config "$work/big.toml" set $r on >/dev/null
+done
+DATA="$work/data-big" measure "10000 relays, ages under a minute (tick each second)" --config "$work/big.toml"
+sleep 50   # now every age is over a minute: the text changes once a minute
+DATA="$work/data-big" measure "10000 relays, idle" --config "$work/big.toml"
 measure "demo" --demo
 echo "screenshots: $work/*.png"

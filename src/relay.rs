@@ -233,6 +233,18 @@ pub fn format_age(age: Duration) -> String {
     }
 }
 
+/// Time until [`format_age`] of `age` next changes its text.
+pub fn age_changes_in(age: Duration) -> Duration {
+    let s = age.as_secs();
+    let unit = match s {
+        0..=59 => 1,
+        60..=3599 => 60,
+        3600..=86_399 => 3600,
+        _ => 86_400,
+    };
+    Duration::from_secs(unit - s % unit) - Duration::from_nanos(u64::from(age.subsec_nanos()))
+}
+
 /// Local date and time, "2026-11-25 14:03:07".
 pub fn format_time(at: SystemTime) -> String {
     let local: chrono::DateTime<chrono::Local> = at.into();
@@ -382,6 +394,18 @@ mod tests {
         assert_eq!(format_rtt(Duration::from_micros(250)), "250 µs");
         assert_eq!(format_rtt(Duration::from_micros(3140)), "3.1 ms");
         assert_eq!(format_rtt(Duration::from_millis(1200)), "1.20 s");
+    }
+
+    /// The next repaint comes when the age text changes, not sooner.
+    #[test]
+    fn age_text_changes_when_predicted() {
+        for secs in [0.2, 12.5, 59.9, 61.0, 3599.5, 7300.0, 90_000.0] {
+            let age = Duration::from_secs_f64(secs);
+            let wait = age_changes_in(age);
+            let before = format_age(age + wait - Duration::from_millis(1));
+            assert_eq!(format_age(age), before, "at {secs} s");
+            assert_ne!(format_age(age), format_age(age + wait), "at {secs} s");
+        }
     }
 
     /// Failure texts are what the technician reads.

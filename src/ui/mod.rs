@@ -427,15 +427,12 @@ impl Panel {
         for action in actions {
             self.apply(action);
         }
-        // Ages ("12 s ago") and countdowns tick once a second; engine events
-        // wake the UI by themselves. Nothing else repaints an idle panel.
-        let ticking = self
-            .model
-            .statuses
-            .iter()
-            .any(|s| s.last_acknowledged.is_some() || s.is_pending());
-        if ticking {
-            ui.ctx().request_repaint_after(Duration::from_secs(1));
+        // Repaint when a visible text changes by itself: an age ("12 s ago"
+        // each second, "5 min ago" each minute…) or a countdown. Engine
+        // events wake the UI on their own; nothing else repaints an idle panel.
+        if let Some(next) = self.model.next_tick(std::time::SystemTime::now()) {
+            ui.ctx()
+                .request_repaint_after(next.max(Duration::from_millis(50)));
         }
     }
 

@@ -183,6 +183,22 @@ impl Model {
         self.audit.truncate(AUDIT_KEPT);
     }
 
+    /// Time until some age or countdown text changes by itself.
+    pub fn next_tick(&self, now: std::time::SystemTime) -> Option<std::time::Duration> {
+        self.statuses
+            .iter()
+            .filter_map(|s| {
+                if s.is_pending() {
+                    return Some(std::time::Duration::from_secs(1));
+                }
+                let ack = s.last_acknowledged?;
+                Some(crate::relay::age_changes_in(
+                    now.duration_since(ack.at).unwrap_or_default(),
+                ))
+            })
+            .min()
+    }
+
     /// Index of the relay with this id.
     pub fn relay_index(&self, id: &str) -> Option<usize> {
         self.config.relays.iter().position(|r| r.id == id)
