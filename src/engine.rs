@@ -800,6 +800,11 @@ impl Engine {
             rtt,
             late: false,
         }));
+        self.finish(relay, entry);
+    }
+
+    /// Audits a request that ended and tells the caller.
+    fn finish(&mut self, relay: usize, entry: AuditEntry) {
         self.record(Record::Audit(entry.clone()));
         self.emit_status(relay);
         self.emit(Event::Finished { relay, entry });
@@ -821,9 +826,7 @@ impl Engine {
         let mut entry = self.audit(relay, action, failure.outcome(), None, rtt, detail);
         entry.correlation = id.map(|id| id.to_hex());
         self.statuses[relay].fail(failure, entry.at);
-        self.record(Record::Audit(entry.clone()));
-        self.emit_status(relay);
-        self.emit(Event::Finished { relay, entry });
+        self.finish(relay, entry);
     }
 
     fn on_late(

@@ -402,15 +402,20 @@ fn describe(
 
 fn describe_tls(error: &rumqttc::TlsError, broker: &str) -> String {
     let text = error.to_string();
-    let hint = if text.contains("UnknownIssuer") {
+    // rustls words these differently across versions ("UnknownIssuer",
+    // "unknown issuer"; "Expired", "certificate expired").
+    let folded = text.to_lowercase().replace([' ', '_'], "");
+    let hint = if folded.contains("unknownissuer") {
         "the broker's certificate is not signed by ca_file"
-    } else if text.contains("Expired") {
-        "a certificate has expired"
-    } else if text.contains("NotValidForName") || text.contains("NotValidYet") {
-        "the broker's certificate does not match its host name or is not valid yet"
-    } else if text.contains("No valid CA") {
+    } else if folded.contains("expired") {
+        "the broker's certificate has expired (or the clock is wrong)"
+    } else if folded.contains("notvalidyet") {
+        "the broker's certificate is not valid yet (or the clock is wrong)"
+    } else if folded.contains("notvalidforname") {
+        "the broker's certificate does not name the host in the broker url"
+    } else if folded.contains("novalidca") {
         "ca_file holds no PEM certificate"
-    } else if text.contains("client authentication") || text.contains("No valid key") {
+    } else if folded.contains("clientauthentication") || folded.contains("novalidkey") {
         "client_cert / client_key are not a valid PEM certificate and key"
     } else {
         "TLS handshake failed"

@@ -248,9 +248,15 @@ fn relay_sim_answers_mosquitto_rr() {
     let out = rr("0", &[]);
     assert_eq!(text(&out.stdout).trim(), "0");
 
+    // The simulator logs each request just after answering it: read its
+    // three lines (blocking until they come), then stop it.
+    let mut stdout = std::io::BufReader::new(sim.stdout.take().unwrap());
+    let mut log = String::new();
+    for _ in 0..3 {
+        std::io::BufRead::read_line(&mut stdout, &mut log).unwrap();
+    }
     let _ = sim.kill();
-    let output = sim.wait_with_output().unwrap();
-    let log = text(&output.stdout);
+    let _ = sim.wait();
     assert_eq!(log.lines().count(), 3, "{log}");
     assert!(
         log.lines()
@@ -286,5 +292,53 @@ async fn relayctl_never_reports_unconfirmed_state() {
         text(&out.stdout).contains("UNKNOWN"),
         "{}",
         text(&out.stdout)
+    );
+}
+
+/// A full disk (simulated with a file-size limit, so the store's next write
+/// fails): the device's confirmation is still reported, the failed write is
+/// named in a warning, and what was stored before is kept.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn full_disk_keeps_what_was_stored_and_says_so() {
+    let broker = Mosquitto::start();
+    let dir = tempfile::tempdir().unwrap();
+    let config = config(&broker.url(), 2);
+    let path = write_config(dir.path(), &config);
+    let (_devices, _) = devices(&config, Faults::default()).await;
+    let data = dir.path().join("data");
+    let out = relayctl(&path, &data, &["set", "r0", "on"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    // Every file may grow no further than the store's current size.
+    let limit_kb = ["relay-panel.sqlite", "relay-panel.sqlite-wal"]
+        .iter()
+        .filter_map(|f| std::fs::metadata(data.join(f)).ok())
+        .map(|m| m.len() / 1024)
+        .max()
+        .unwrap();
+    let script = format!(
+        "trap '' XFSZ; ulimit -f {limit_kb}; exec \"$0\" --config \"$1\" --data-dir \"$2\" set r1 on"
+    );
+    let out = Command::new("bash")
+        .args(["-c", &script, env!("CARGO_BIN_EXE_relayctl")])
+        .arg(&path)
+        .arg(&data)
+        .output()
+        .unwrap();
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(
+        text(&out.stdout).starts_with("r1 on (confirmed"),
+        "{}",
+        text(&out.stdout)
+    );
+    assert!(
+        stderr.contains("could not save"),
+        "the failed write is reported: {stderr}"
+    );
+    let status = text(&relayctl(&path, &data, &["status"]).stdout);
+    let r0 = status.lines().find(|l| l.starts_with("r0 ")).unwrap();
+    assert!(
+        r0.contains("ON"),
+        "what was stored before is kept: {status}"
     );
 }

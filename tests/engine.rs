@@ -492,14 +492,7 @@ async fn session_takeover_is_reported_not_fought() {
     first.connected().await;
     let mut second = TestEngine::start(&config);
     second.connected().await;
-    let state = first
-        .wait_connection(Duration::from_secs(5), |s| {
-            matches!(s, ConnectionState::Failed { .. })
-        })
-        .await;
-    let ConnectionState::Failed { reason } = state else {
-        unreachable!()
-    };
+    let reason = first.failure(Duration::from_secs(5)).await;
     assert!(
         reason.contains("same client id") && reason.contains("took over"),
         "{reason}"
@@ -531,14 +524,7 @@ async fn broker_without_mqtt5_fails_clearly() {
     let config = config(&format!("mqtt://127.0.0.1:{port}"), 1);
     let mut engine = TestEngine::start(&config);
     let started = std::time::Instant::now();
-    let state = engine
-        .wait_connection(Duration::from_secs(10), |s| {
-            matches!(s, ConnectionState::Failed { .. })
-        })
-        .await;
-    let ConnectionState::Failed { reason } = state else {
-        unreachable!()
-    };
+    let reason = engine.failure(Duration::from_secs(10)).await;
     assert!(reason.contains("MQTT 5"), "{reason}");
     assert!(
         started.elapsed() < Duration::from_secs(5),
@@ -662,7 +648,7 @@ async fn hostile_responses_change_nothing() {
                         );
                     }
                 }
-                1 => reply(Bytes::from(vec![b'1'; 200 * 1024]), Some(correlation)),
+                1 => reply(Bytes::from(vec![b'1'; 1024 * 1024]), Some(correlation)),
                 2 => reply(Bytes::from_static(b"\xff\xfe\x00boom"), Some(correlation)),
                 _ => reply(Bytes::from_static(b"1"), Some(correlation)),
             }

@@ -91,8 +91,48 @@ fn make_certificates(dir: &Path) {
     );
 }
 
+/// A server certificate for 127.0.0.1, signed by the test CA, that expired
+/// in 2021 (`openssl ca` can back-date; `x509 -req` cannot).
+fn make_expired_certificate(dir: &Path) {
+    std::fs::write(
+        dir.join("ca.cnf"),
+        "[ca]\ndefault_ca = test\n[test]\ndir = .\ndatabase = index.txt\nnew_certs_dir = .\nserial = serial\n\
+         default_md = sha256\npolicy = any\ncopy_extensions = copy\n[any]\ncommonName = supplied\n",
+    )
+    .unwrap();
+    std::fs::write(dir.join("index.txt"), "").unwrap();
+    std::fs::write(dir.join("serial"), "1000\n").unwrap();
+    openssl(
+        dir,
+        &[
+            "ca",
+            "-batch",
+            "-config",
+            "ca.cnf",
+            "-cert",
+            "ca.pem",
+            "-keyfile",
+            "ca.key",
+            "-in",
+            "server.csr",
+            "-out",
+            "expired.pem",
+            "-startdate",
+            "20200101000000Z",
+            "-enddate",
+            "20210101000000Z",
+            "-extfile",
+            "san.ext",
+        ],
+    );
+}
+
 fn tls_broker(dir: &Path) -> Mosquitto {
     make_certificates(dir);
+    tls_broker_with(dir, "server.pem")
+}
+
+fn tls_broker_with(dir: &Path, certificate: &str) -> Mosquitto {
     let passwords = dir.join("passwords");
     let out = Command::new("mosquitto_passwd")
         .args(["-b", "-c"])
@@ -109,7 +149,7 @@ fn tls_broker(dir: &Path) -> Mosquitto {
         "allow_anonymous false\npassword_file {}\ncafile {}\ncertfile {}\nkeyfile {}\n",
         passwords.display(),
         dir.join("ca.pem").display(),
-        dir.join("server.pem").display(),
+        dir.join(certificate).display(),
         dir.join("server.key").display(),
     ))
 }
@@ -143,15 +183,21 @@ async fn tls_wrong_ca_is_explained() {
     let broker = tls_broker(dir.path());
     let config = tls_config(&broker, dir.path(), "other-ca.pem", "s3cret");
     let mut engine = TestEngine::start(&config);
-    let state = engine
-        .wait_connection(Duration::from_secs(10), |s| {
-            matches!(s, ConnectionState::Failed { .. })
-        })
-        .await;
-    let ConnectionState::Failed { reason } = state else {
-        unreachable!()
-    };
+    let reason = engine.failure(Duration::from_secs(10)).await;
     assert!(reason.contains("not signed by ca_file"), "{reason}");
+}
+
+/// An expired server certificate: said so, not a generic TLS error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_expired_certificate_is_explained() {
+    let dir = tempfile::tempdir().unwrap();
+    make_certificates(dir.path());
+    make_expired_certificate(dir.path());
+    let broker = tls_broker_with(dir.path(), "expired.pem");
+    let config = tls_config(&broker, dir.path(), "ca.pem", "s3cret");
+    let mut engine = TestEngine::start(&config);
+    let reason = engine.failure(Duration::from_secs(10)).await;
+    assert!(reason.contains("has expired"), "{reason}");
 }
 
 /// A wrong password: the broker's refusal is named, and it is not retried.
@@ -161,14 +207,7 @@ async fn wrong_password_is_explained() {
     let broker = tls_broker(dir.path());
     let config = tls_config(&broker, dir.path(), "ca.pem", "Zq9-not-the-password");
     let mut engine = TestEngine::start(&config);
-    let state = engine
-        .wait_connection(Duration::from_secs(10), |s| {
-            matches!(s, ConnectionState::Failed { .. })
-        })
-        .await;
-    let ConnectionState::Failed { reason } = state else {
-        unreachable!()
-    };
+    let reason = engine.failure(Duration::from_secs(10)).await;
     assert!(reason.contains("user name or password"), "{reason}");
     assert!(
         !reason.contains("Zq9-not-the-password"),

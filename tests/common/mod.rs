@@ -135,6 +135,17 @@ impl TestEngine {
         }
     }
 
+    /// Waits until the engine gives up (`Failed`) and returns its reason.
+    pub async fn failure(&mut self, within: Duration) -> String {
+        match self
+            .wait_connection(within, |s| matches!(s, ConnectionState::Failed { .. }))
+            .await
+        {
+            ConnectionState::Failed { reason } => reason,
+            other => unreachable!("{other:?}"),
+        }
+    }
+
     /// Waits until connected and subscribed.
     pub async fn connected(&mut self) {
         self.wait_connection(Duration::from_secs(10), ConnectionState::is_ready)
