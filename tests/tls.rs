@@ -9,7 +9,6 @@ use std::time::Duration;
 
 use common::{Mosquitto, TestEngine, config, devices};
 use relay_panel::config::Config;
-use relay_panel::engine::ConnectionState;
 use relay_panel::protocol::Action;
 use relay_panel::sim::Faults;
 
