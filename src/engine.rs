@@ -479,9 +479,12 @@ impl Engine {
         }
     }
 
-    async fn shutdown(&mut self, mut network: mpsc::Receiver<NetEvent>) {
-        let now = Instant::now();
-        for (id, request) in self.pending.abandon_all(now) {
+    /// Ends every request in flight as "connection lost" (they stay
+    /// answerable late) and forgets packet ids of the old connection.
+    fn connection_lost(&mut self) {
+        self.unsent.clear();
+        self.by_pkid.clear();
+        for (id, request) in self.pending.abandon_all(Instant::now()) {
             self.finish_failed(
                 request.relay,
                 request.action,
@@ -490,6 +493,10 @@ impl Engine {
                 Some(id),
             );
         }
+    }
+
+    async fn shutdown(&mut self, mut network: mpsc::Receiver<NetEvent>) {
+        self.connection_lost();
         if self.client.try_disconnect().is_ok() {
             // Let the event loop put DISCONNECT on the wire (it returns once sent).
             let _ = tokio::time::timeout(Duration::from_millis(500), async {
@@ -585,18 +592,7 @@ impl Engine {
                 fatal,
                 retry_in,
             } => {
-                let now = Instant::now();
-                self.unsent.clear();
-                self.by_pkid.clear();
-                for (id, request) in self.pending.abandon_all(now) {
-                    self.finish_failed(
-                        request.relay,
-                        request.action,
-                        Failure::ConnectionLost,
-                        None,
-                        Some(id),
-                    );
-                }
+                self.connection_lost();
                 self.set_connection(if fatal {
                     ConnectionState::Failed { reason }
                 } else {
@@ -881,7 +877,9 @@ impl Engine {
     }
 }
 
-async fn sleep_until(deadline: Option<Instant>) {
+/// Sleeps until `deadline`, or forever without one (a `select!` branch
+/// that never fires).
+pub(crate) async fn sleep_until(deadline: Option<Instant>) {
     match deadline {
         Some(deadline) => tokio::time::sleep_until(deadline.into()).await,
         None => std::future::pending().await,

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
 use crate::config::{Config, RelayConfig};
-use crate::engine::{self, ConnectionState, EngineOptions, Event};
+use crate::engine::{self, ConnectionState, EngineOptions, Event, sleep_until};
 use crate::mosquitto::LocalMosquitto;
 use crate::protocol::{Action, RelayState};
 use crate::sim::{self, Faults, SimOptions, SimRecord, SimReply};
@@ -381,11 +381,4 @@ fn from_hex(text: &str) -> Option<Vec<u8>> {
                 .and_then(|h| u8::from_str_radix(h, 16).ok())
         })
         .collect()
-}
-
-async fn sleep_until(deadline: Option<Instant>) {
-    match deadline {
-        Some(deadline) => tokio::time::sleep_until(deadline.into()).await,
-        None => std::future::pending().await,
-    }
 }

@@ -500,44 +500,33 @@ impl Panel {
             Action::CreateExample => {
                 if let Source::Missing(path) = &self.source {
                     let path = path.clone();
-                    let tx = self.jobs_tx.clone();
-                    let wake = self.wake();
-                    std::thread::spawn(move || {
+                    self.in_background(move || {
                         let result = crate::config::write_atomically(
                             &path,
                             crate::config::EXAMPLE.as_bytes(),
                         );
-                        let job = match result
+                        match result
                             .map_err(|e| e.to_string())
                             .and_then(|_| Config::load(&path).map_err(|e| e.to_string()))
                         {
                             Ok(config) => Job::Loaded(Source::File(path), Some(config)),
                             Err(e) => Job::Loaded(Source::Broken(path, e), None),
-                        };
-                        let _ = tx.send(job);
-                        wake();
+                        }
                     });
                 }
             }
             Action::Reload => {
-                let path = match &self.source {
-                    Source::File(p) | Source::Missing(p) | Source::Broken(p, _) => p.clone(),
-                    Source::Demo => return,
+                let Some(path) = self.config_file() else {
+                    return;
                 };
-                let tx = self.jobs_tx.clone();
-                let wake = self.wake();
-                std::thread::spawn(move || {
-                    let job = match Config::load(&path) {
-                        Ok(config) => Job::Loaded(Source::File(path), Some(config)),
-                        Err(crate::config::ConfigError::Read { source, .. })
-                            if source.kind() == std::io::ErrorKind::NotFound =>
-                        {
-                            Job::Loaded(Source::Missing(path), None)
-                        }
-                        Err(e) => Job::Loaded(Source::Broken(path, e.to_string()), None),
-                    };
-                    let _ = tx.send(job);
-                    wake();
+                self.in_background(move || match Config::load(&path) {
+                    Ok(config) => Job::Loaded(Source::File(path), Some(config)),
+                    Err(crate::config::ConfigError::Read { source, .. })
+                        if source.kind() == std::io::ErrorKind::NotFound =>
+                    {
+                        Job::Loaded(Source::Missing(path), None)
+                    }
+                    Err(e) => Job::Loaded(Source::Broken(path, e.to_string()), None),
                 });
             }
             Action::ExportCsv => self.export_csv(),
@@ -555,14 +544,28 @@ impl Panel {
         }
     }
 
-    fn save(&mut self, config: Config) {
-        let path = match &self.source {
+    /// The configuration file, unless this is the demo.
+    fn config_file(&self) -> Option<PathBuf> {
+        match &self.source {
             Source::File(p) | Source::Missing(p) | Source::Broken(p, _) => Some(p.clone()),
             Source::Demo => None,
-        };
+        }
+    }
+
+    /// Runs `work` (file I/O) on a thread of its own; its result comes back
+    /// as a [`Job`] on the next frame, which the wake-up triggers.
+    fn in_background(&self, work: impl FnOnce() -> Job + Send + 'static) {
         let tx = self.jobs_tx.clone();
         let wake = self.wake();
         std::thread::spawn(move || {
+            let _ = tx.send(work());
+            wake();
+        });
+    }
+
+    fn save(&mut self, config: Config) {
+        let path = self.config_file();
+        self.in_background(move || {
             let result = match &path {
                 Some(p) => config.save(p).map_err(|e| e.to_string()),
                 None => {
@@ -578,8 +581,7 @@ impl Panel {
                     }
                 }
             };
-            let _ = tx.send(Job::Saved(result.map(|_| (config, path))));
-            wake();
+            Job::Saved(result.map(|_| (config, path)))
         });
     }
 
@@ -609,20 +611,20 @@ impl Panel {
 
     fn export_csv(&mut self) {
         let entries: Vec<_> = self.model.audit.iter().cloned().collect();
-        let dir = directories::UserDirs::new()
-            .and_then(|d| d.document_dir().map(|p| p.to_path_buf()))
-            .or_else(|| self.data_dir.clone())
-            .unwrap_or_else(std::env::temp_dir);
-        let tx = self.jobs_tx.clone();
-        let wake = self.wake();
-        std::thread::spawn(move || {
+        let fallback = self.data_dir.clone();
+        // Finding the documents folder reads ~/.config/user-dirs.dirs: off
+        // the UI thread too.
+        self.in_background(move || {
+            let dir = directories::UserDirs::new()
+                .and_then(|d| d.document_dir().map(|p| p.to_path_buf()))
+                .or(fallback)
+                .unwrap_or_else(std::env::temp_dir);
             let stamp = chrono::Local::now().format("%Y%m%d-%H%M%S");
             let path = dir.join(format!("relay-panel-audit-{stamp}.csv"));
             let result = write_csv(&path, &entries)
                 .map(|_| path)
                 .map_err(|e| format!("Export failed: {e}"));
-            let _ = tx.send(Job::Exported(result));
-            wake();
+            Job::Exported(result)
         });
     }
 }
