@@ -46,6 +46,10 @@ pub struct EngineOptions {
     pub data_dir: Option<PathBuf>,
     /// First part of the random client id (`relay-panel`, `relayctl`…).
     pub client_id_prefix: String,
+    /// Add a random suffix to a client id fixed in the configuration, so
+    /// this process never takes over the session of a panel configured with
+    /// the same id (relayctl sets it; the panel uses the id as configured).
+    pub client_id_suffix: bool,
     /// Wake-up callback.
     pub wake: Wake,
     /// Audit entries to read from the store and send as [`Event::History`]
@@ -60,6 +64,7 @@ impl EngineOptions {
             config: config.into(),
             data_dir: None,
             client_id_prefix: "relay-panel".to_owned(),
+            client_id_suffix: false,
             wake: Arc::new(|| {}),
             history: HISTORY_LEN,
         }
@@ -145,6 +150,15 @@ pub enum Event {
     /// Something the technician should know that is not a request outcome
     /// (a corrupted store set aside, a failed write).
     Warning(String),
+    /// Messages on the response topic that answered nothing (unknown,
+    /// foreign, duplicate or malformed), summarised: at most about one
+    /// event a second, however many arrive.
+    Ignored {
+        /// Messages ignored since the previous `Ignored` event.
+        count: u64,
+        /// Why the latest one was ignored.
+        reason: String,
+    },
 }
 
 /// Cloneable way in to the engine.
@@ -210,12 +224,11 @@ pub fn spawn(options: EngineOptions) -> Result<(EngineHandle, Events), EngineErr
         let text: Vec<String> = problems.iter().map(|p| p.message.clone()).collect();
         return Err(EngineError::Config(text.join("; ")));
     }
-    let client_id = options
-        .config
-        .broker
-        .client_id
-        .clone()
-        .unwrap_or_else(|| protocol::random_client_id(&options.client_id_prefix));
+    let client_id = match &options.config.broker.client_id {
+        Some(id) if options.client_id_suffix => protocol::random_client_id(id),
+        Some(id) => id.clone(),
+        None => protocol::random_client_id(&options.client_id_prefix),
+    };
     let response_topic = protocol::response_topic(&client_id);
     let (client, eventloop) = mqtt::client(&options.config.broker, &client_id)?;
     let (commands_tx, commands_rx) = mpsc::unbounded_channel();

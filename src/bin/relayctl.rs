@@ -189,6 +189,7 @@ fn request(
             config: std::sync::Arc::new(config.clone()),
             data_dir: Some(data_dir),
             client_id_prefix: "relayctl".to_owned(),
+            client_id_suffix: true,
             wake: std::sync::Arc::new(|| {}),
             history: 0,
         })?;

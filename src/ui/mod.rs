@@ -269,6 +269,7 @@ impl Panel {
             config: self.model.config.clone(),
             data_dir,
             client_id_prefix: "relay-panel".to_owned(),
+            client_id_suffix: false,
             wake: self.wake(),
             history: engine::HISTORY_LEN,
         };

@@ -175,6 +175,8 @@ impl Model {
                 }
             }
             Event::Warning(text) => self.warnings.push(text),
+            // Logged by the engine; the window has nothing to add.
+            Event::Ignored { .. } => {}
         }
     }
 
