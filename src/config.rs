@@ -312,6 +312,15 @@ fn render_invalid(path: &Path, problems: &[(usize, usize, Problem)]) -> String {
         .join("\n")
 }
 
+/// Topics under this prefix are panels' response topics
+/// (`relay-panel/<client-id>/response`): no request may go there, or a
+/// panel could receive its own request and take it for an answer.
+pub const RESERVED_PREFIX: &str = "relay-panel/";
+
+fn is_reserved(topic: &str) -> bool {
+    topic == "relay-panel" || topic.starts_with(RESERVED_PREFIX)
+}
+
 fn has_wildcard(topic: &str) -> bool {
     topic.contains(['+', '#'])
 }
@@ -477,6 +486,14 @@ impl Config {
                 problem(
                     Place::Relay(index, "request_topic"),
                     format!("{who}: request_topic contains a NUL character"),
+                );
+            } else if is_reserved(topic) {
+                problem(
+                    Place::Relay(index, "request_topic"),
+                    format!(
+                        "{who}: request_topic {topic:?} is under {RESERVED_PREFIX:?}, where panels receive their answers; \
+                         a request there could be taken for a device's answer. Use the device's own topic"
+                    ),
                 );
             } else if let Some(first) = topics.insert(topic, index) {
                 topics.insert(&self.relays[first].request_topic, first);
@@ -861,6 +878,17 @@ confirm = true
                 "payload_query",
             ),
             ("[broker\n", "panel.toml:1:8", ""),
+            (
+                // The panel would receive its own request as an "answer".
+                "[broker]\nurl = \"mqtt://h\"\nclient_id = \"desk\"\n[[relay]]\nid = \"a\"\nrequest_topic = \"relay-panel/desk/response\"\n",
+                "panel.toml:6:1",
+                "relay \"a\": request_topic \"relay-panel/desk/response\" is under \"relay-panel/\"",
+            ),
+            (
+                "[broker]\nurl = \"mqtt://h\"\n[[relay]]\nid = \"a\"\nrequest_topic = \"relay-panel/other\"\n",
+                "panel.toml:5:1",
+                "where panels receive their answers",
+            ),
             (
                 "[broker]\nurl = \"mqtt://h\"\nclient_id = \"a/b\"\n",
                 "panel.toml:3:1",

@@ -33,6 +33,12 @@ pub const LATE_GRACE: Duration = Duration::from_secs(60);
 pub const MAX_REMEMBERED: usize = 100_000;
 /// Audit entries sent to the UI at start-up.
 pub const HISTORY_LEN: usize = 500;
+/// Pause before subscribing again when the client's queue refused.
+const RESUBSCRIBE_AFTER: Duration = Duration::from_millis(100);
+/// Why a request that waited for the broker's window past its deadline
+/// was never sent.
+const HELD_PAST_DEADLINE: &str = "the broker had not acknowledged earlier requests before this one's deadline \
+     (is it stalled or overloaded?); it was never sent, so it cannot switch anything later";
 
 /// Called after every event so a sleeping UI wakes up.
 pub type Wake = Arc<dyn Fn() + Send + Sync>;
@@ -83,6 +89,9 @@ pub enum Command {
     },
     /// Disconnect cleanly, flush the store and stop.
     Shutdown,
+    /// Panic (see [`EngineHandle::crash_for_test`]).
+    #[doc(hidden)]
+    Crash,
 }
 
 /// The broker connection as the technician sees it.
@@ -183,6 +192,13 @@ impl EngineHandle {
     pub fn shutdown(&self) {
         let _ = self.commands.send(Command::Shutdown);
     }
+
+    /// Makes the engine task panic, to test that a crash is reported (and
+    /// recovered from) rather than leaving a silent window. Tests only.
+    #[doc(hidden)]
+    pub fn crash_for_test(&self) {
+        let _ = self.commands.send(Command::Crash);
+    }
 }
 
 /// The engine's event stream.
@@ -199,6 +215,12 @@ impl Events {
     /// An event if one is waiting (for the UI thread, which never blocks).
     pub fn try_recv(&mut self) -> Option<Event> {
         self.rx.try_recv().ok()
+    }
+
+    /// Whether the engine has stopped (no more events will come once the
+    /// waiting ones are read).
+    pub fn is_closed(&self) -> bool {
+        self.rx.is_closed()
     }
 }
 
@@ -251,10 +273,12 @@ pub fn spawn(options: EngineOptions) -> Result<(EngineHandle, Events), EngineErr
         wake: options.wake,
         store: StoreSlot::Off,
         ignored: IgnoredLog::default(),
-        unsent: std::collections::VecDeque::new(),
-        by_pkid: std::collections::HashMap::new(),
+        outbox: Outbox::default(),
         config: options.config,
+        resubscribe_at: None,
     };
+    let crash_events = engine.events.clone();
+    let crash_wake = engine.wake.clone();
     let label = client_id.clone();
     let fixed_client_id = engine.config.broker.client_id.is_some();
     // The engine and its event loop share one thread of their own: every
@@ -267,14 +291,32 @@ pub fn spawn(options: EngineOptions) -> Result<(EngineHandle, Events), EngineErr
     std::thread::Builder::new()
         .name("relay-panel-engine".into())
         .spawn(move || {
-            runtime.block_on(engine.run(
-                eventloop,
-                label,
-                fixed_client_id,
-                commands_rx,
-                options.data_dir,
-                options.history,
-            ))
+            let run = std::panic::AssertUnwindSafe(|| {
+                runtime.block_on(engine.run(
+                    eventloop,
+                    label,
+                    fixed_client_id,
+                    commands_rx,
+                    options.data_dir,
+                    options.history,
+                ))
+            });
+            // A bug must not leave the window showing "connected" while
+            // nothing happens: say so, and let the caller start a new engine.
+            if let Err(panic) = std::panic::catch_unwind(run) {
+                let what = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "unknown panic".to_owned());
+                tracing::error!("the engine stopped after an internal error: {what}");
+                let reason = format!(
+                    "internal error: the engine stopped ({what}); nothing is being switched or confirmed. \
+                     Retry starts it again; the error is in the log"
+                );
+                let _ = crash_events.send(Event::Connection(ConnectionState::Failed { reason }));
+                crash_wake();
+            }
         })
         .map_err(EngineError::Thread)?;
     Ok((
@@ -288,7 +330,7 @@ pub fn spawn(options: EngineOptions) -> Result<(EngineHandle, Events), EngineErr
 }
 
 /// Counts ignored messages and logs them at a bounded rate, so a flood of
-/// garbage cannot flood the log.
+/// garbage cannot flood the log (or the event stream).
 #[derive(Default)]
 struct IgnoredLog {
     /// Start of the current one-second window.
@@ -297,18 +339,20 @@ struct IgnoredLog {
     logged: u32,
     /// Messages ignored but not logged in the window.
     suppressed: u64,
-    /// Messages ignored since start.
-    total: u64,
+    /// Messages ignored since the last [`Event::Ignored`].
+    unreported: u64,
+    /// When the last [`Event::Ignored`] went out.
+    reported: Option<Instant>,
 }
 
 impl IgnoredLog {
     const PER_SECOND: u32 = 10;
 
-    fn note(&mut self, now: Instant, why: std::fmt::Arguments<'_>) {
-        self.total += 1;
-        let fresh = self
-            .window
-            .is_none_or(|w| now.duration_since(w) >= Duration::from_secs(1));
+    /// Notes one ignored message; returns the summary to send as an event,
+    /// at most one a second (later ones are counted into the next).
+    fn note(&mut self, now: Instant, why: std::fmt::Arguments<'_>) -> Option<(u64, String)> {
+        let second = Duration::from_secs(1);
+        let fresh = self.window.is_none_or(|w| now.duration_since(w) >= second);
         if fresh {
             if self.suppressed > 0 {
                 tracing::warn!("{} more ignored response(s) not logged", self.suppressed);
@@ -323,6 +367,112 @@ impl IgnoredLog {
         } else {
             self.suppressed += 1;
         }
+        self.unreported += 1;
+        if self
+            .reported
+            .is_none_or(|r| now.duration_since(r) >= second)
+        {
+            self.reported = Some(now);
+            return Some((std::mem::take(&mut self.unreported), why.to_string()));
+        }
+        None
+    }
+}
+
+/// Requests waiting to be handed to the MQTT client, and the count of
+/// those handed over and not yet acknowledged by the broker.
+///
+/// Invariant: a request is handed to the client only while fewer than
+/// `window` are unacknowledged, so the client writes it to the socket at
+/// once (it never queues it behind a stalled broker), and only before its
+/// deadline: a request that could not be delivered in time is never sent
+/// at all (Message Expiry counts only from the broker's receipt).
+#[derive(Default)]
+struct Outbox {
+    /// Waiting, oldest first.
+    queue: std::collections::VecDeque<Held>,
+    /// Correlation ids in `queue`, to tell at a deadline that a request
+    /// was never sent.
+    held: std::collections::HashSet<CorrelationId>,
+    /// Handed to the client, not yet acknowledged by the broker.
+    on_wire: usize,
+    /// Most unacknowledged publishes at once: the broker's Receive
+    /// Maximum, capped by ours (0 while disconnected).
+    window: usize,
+    /// Handed to the client, not yet seen going out (FIFO: the client
+    /// sends in call order), to learn their packet ids.
+    unsent: std::collections::VecDeque<CorrelationId>,
+    /// Packet id of each request on the wire, so a PUBACK refusal (ACL)
+    /// ends the right request at once. Bounded by the window.
+    by_pkid: std::collections::HashMap<u16, CorrelationId>,
+}
+
+/// A request not yet handed to the client.
+struct Held {
+    id: CorrelationId,
+    relay: usize,
+    action: Action,
+    deadline: Instant,
+}
+
+impl Outbox {
+    fn hold(&mut self, held: Held) {
+        self.held.insert(held.id);
+        self.queue.push_back(held);
+    }
+
+    /// Puts back a request taken with [`Outbox::next`], first in line.
+    fn hold_again(&mut self, held: Held) {
+        self.held.insert(held.id);
+        self.queue.push_front(held);
+    }
+
+    /// The next request that may be handed over now, if the window allows.
+    fn next(&mut self) -> Option<Held> {
+        if self.on_wire >= self.window {
+            return None;
+        }
+        let held = self.queue.pop_front()?;
+        self.held.remove(&held.id);
+        Some(held)
+    }
+
+    /// Takes a request out of the queue if it is still there.
+    fn take(&mut self, id: &CorrelationId) -> bool {
+        if !self.held.remove(id) {
+            return false;
+        }
+        self.queue.retain(|h| h.id != *id);
+        true
+    }
+
+    fn handed_over(&mut self, id: CorrelationId) {
+        self.on_wire += 1;
+        self.unsent.push_back(id);
+    }
+
+    fn sent(&mut self, pkid: u16) {
+        if let Some(id) = self.unsent.pop_front() {
+            self.by_pkid.insert(pkid, id);
+        }
+    }
+
+    /// The broker acknowledged (or refused) `pkid`; returns its request.
+    fn acknowledged(&mut self, pkid: u16) -> Option<CorrelationId> {
+        let id = self.by_pkid.remove(&pkid)?;
+        self.on_wire = self.on_wire.saturating_sub(1);
+        Some(id)
+    }
+
+    /// The connection is gone: everything on the wire is forgotten and the
+    /// held requests are returned (they were never sent).
+    fn disconnected(&mut self) -> Vec<Held> {
+        self.on_wire = 0;
+        self.window = 0;
+        self.unsent.clear();
+        self.by_pkid.clear();
+        self.held.clear();
+        self.queue.drain(..).collect()
     }
 }
 
@@ -383,12 +533,11 @@ struct Engine {
     store: StoreSlot,
     /// Rate-limited log of ignored responses.
     ignored: IgnoredLog,
-    /// Requests handed to the client, not yet seen going out (FIFO: the
-    /// client sends in call order), to learn their packet ids.
-    unsent: std::collections::VecDeque<CorrelationId>,
-    /// Packet id of each request on the wire, so a PUBACK refusal (ACL)
-    /// ends the right request at once. Bounded by the in-flight limit.
-    by_pkid: std::collections::HashMap<u16, CorrelationId>,
+    /// Requests not yet handed to the client, and flow control.
+    outbox: Outbox,
+    /// When to try the response-topic subscription again (the client's
+    /// queue refused it).
+    resubscribe_at: Option<Instant>,
 }
 
 impl Engine {
@@ -404,7 +553,7 @@ impl Engine {
         self.emit(Event::Connection(ConnectionState::Connecting));
         // Connect and load the store at the same time: a one-shot command
         // must not pay for both in sequence.
-        let mut network = mqtt::spawn_event_loop(eventloop, label, fixed_client_id);
+        let mut network = Some(mqtt::spawn_event_loop(eventloop, label, fixed_client_id));
         let mut loading = data_dir.map(|dir| {
             self.store = StoreSlot::Loading(Vec::new());
             tokio::task::spawn_blocking(move || load_store(&dir, history))
@@ -417,19 +566,27 @@ impl Engine {
                     loading = None;
                     self.store_loaded(loaded);
                 }
-                net = network.recv() => match net {
+                net = async { network.as_mut().expect("guarded").recv().await }, if network.is_some() => match net {
                     Some(net) => self.on_network(net),
                     None => {
-                        // The event loop stopped (fatal error): keep serving
-                        // commands so the UI can still be told why.
-                        network = mpsc::channel(1).1;
+                        // The event-loop task ended: after a fatal error (the
+                        // state already says why) or because it crashed. The
+                        // engine keeps serving commands (answering "not
+                        // sent") and polls nothing more.
+                        network = None;
+                        self.network_ended();
                     }
                 },
                 command = commands.recv() => match command {
                     Some(Command::Request { relay, action }) => self.on_request(relay, action),
+                    Some(Command::Crash) => panic!("crash requested by a test"),
                     Some(Command::Shutdown) | None => break,
                 },
                 _ = sleep_until(deadline), if deadline.is_some() => self.on_deadline(),
+                _ = sleep_until(self.resubscribe_at), if self.resubscribe_at.is_some() => {
+                    self.resubscribe_at = None;
+                    self.subscribe();
+                }
             }
         }
         if let Some(loading) = loading {
@@ -462,6 +619,7 @@ impl Engine {
                     if self.statuses[index].last_acknowledged.is_none() {
                         self.statuses[index].last_acknowledged = Some(Acknowledgement {
                             state: ack.state,
+                            requested: ack.requested,
                             at: ack.at,
                             rtt: ack.rtt,
                             late: ack.late,
@@ -493,10 +651,22 @@ impl Engine {
     }
 
     /// Ends every request in flight as "connection lost" (they stay
-    /// answerable late) and forgets packet ids of the old connection.
+    /// answerable late), and every request never handed over as "not
+    /// sent".
     fn connection_lost(&mut self) {
-        self.unsent.clear();
-        self.by_pkid.clear();
+        self.resubscribe_at = None;
+        for held in self.outbox.disconnected() {
+            if self.pending.cancel(&held.id).is_some() {
+                let reason = "the connection dropped before it could be sent".to_owned();
+                self.finish_failed(
+                    held.relay,
+                    held.action,
+                    Failure::NotSent { reason },
+                    None,
+                    Some(held.id),
+                );
+            }
+        }
         for (id, request) in self.pending.abandon_all(Instant::now()) {
             self.finish_failed(
                 request.relay,
@@ -508,9 +678,25 @@ impl Engine {
         }
     }
 
-    async fn shutdown(&mut self, mut network: mpsc::Receiver<NetEvent>) {
+    /// The event-loop task is gone for good.
+    fn network_ended(&mut self) {
         self.connection_lost();
-        if self.client.try_disconnect().is_ok() {
+        if !matches!(
+            self.connection,
+            ConnectionState::Failed { .. } | ConnectionState::Stopped
+        ) {
+            self.set_connection(ConnectionState::Failed {
+                reason: "internal error: the MQTT connection task stopped; Retry starts it again"
+                    .to_owned(),
+            });
+        }
+    }
+
+    async fn shutdown(&mut self, network: Option<mpsc::Receiver<NetEvent>>) {
+        self.connection_lost();
+        if let Some(mut network) = network
+            && self.client.try_disconnect().is_ok()
+        {
             // Let the event loop put DISCONNECT on the wire (it returns once sent).
             let _ = tokio::time::timeout(Duration::from_millis(500), async {
                 while network.recv().await.is_some() {}
@@ -543,6 +729,16 @@ impl Engine {
         }
     }
 
+    /// Subscribes to the response topic; if the client's queue refuses,
+    /// tries again shortly (the connection itself is fine, so the state
+    /// stays "subscribing").
+    fn subscribe(&mut self) {
+        if let Err(reason) = mqtt::subscribe(&self.client, &self.response_topic) {
+            tracing::warn!("{reason}; trying again");
+            self.resubscribe_at = Some(Instant::now() + RESUBSCRIBE_AFTER);
+        }
+    }
+
     fn on_network(&mut self, event: NetEvent) {
         match event {
             NetEvent::Connected(ack) => {
@@ -551,13 +747,14 @@ impl Engine {
                     ack.session_present,
                     self.response_topic
                 );
+                let receive_max = ack
+                    .properties
+                    .as_ref()
+                    .and_then(|p| p.receive_max)
+                    .unwrap_or(u16::MAX);
+                self.outbox.window = usize::from(receive_max.min(mqtt::MAX_IN_FLIGHT)).max(1);
                 self.set_connection(ConnectionState::Subscribing);
-                if let Err(reason) = mqtt::subscribe(&self.client, &self.response_topic) {
-                    self.set_connection(ConnectionState::Reconnecting {
-                        reason,
-                        retry_in: Duration::ZERO,
-                    });
-                }
+                self.subscribe();
             }
             NetEvent::SubAck(ack) => {
                 let refused = ack
@@ -565,27 +762,34 @@ impl Engine {
                     .iter()
                     .find(|code| !matches!(code, SubscribeReasonCode::Success(_)));
                 match refused {
-                    None => self.set_connection(ConnectionState::Connected),
-                    Some(code) => self.set_connection(ConnectionState::Failed {
-                        reason: format!(
-                            "the broker refused the subscription to this panel's response topic {} ({code:?}); \
-                             the broker's ACL must let this client subscribe to it",
-                            self.response_topic
-                        ),
-                    }),
+                    None => {
+                        self.set_connection(ConnectionState::Connected);
+                        self.pump();
+                    }
+                    Some(code) => {
+                        // Answers could never arrive: leave, and say what to fix.
+                        let _ = self.client.try_disconnect();
+                        self.connection_lost();
+                        self.set_connection(ConnectionState::Failed {
+                            reason: format!(
+                                "the broker refused the subscription to this panel's response topic {} ({code:?}); \
+                                 the broker's ACL must let this client subscribe to it",
+                                self.response_topic
+                            ),
+                        });
+                    }
                 }
             }
             NetEvent::Publish(publish) => self.on_publish(publish),
-            NetEvent::Sent(pkid) => {
-                if let Some(id) = self.unsent.pop_front() {
-                    self.by_pkid.insert(pkid, id);
-                }
+            NetEvent::Sent(pkid) => self.outbox.sent(pkid),
+            NetEvent::Acked(pkid) => {
+                self.outbox.acknowledged(pkid);
+                self.pump();
             }
             NetEvent::Refused { pkid, reason } => {
-                let Some(id) = self.by_pkid.remove(&pkid) else {
-                    return;
-                };
-                if let Some(request) = self.pending.cancel(&id) {
+                if let Some(id) = self.outbox.acknowledged(pkid)
+                    && let Some(request) = self.pending.cancel(&id)
+                {
                     let topic = &self.config.relays[request.relay].request_topic;
                     let reason = format!(
                         "{reason} — the broker does not let this panel publish to {topic}; check its ACL"
@@ -599,6 +803,7 @@ impl Engine {
                         Some(id),
                     );
                 }
+                self.pump();
             }
             NetEvent::Down {
                 reason,
@@ -621,19 +826,27 @@ impl Engine {
             return;
         };
         if self.pending.is_pending(relay) {
-            // The UI disables the buttons; a second click that slipped
-            // through changes nothing (one request in flight per relay).
+            // One request in flight per relay: this one is not sent, and
+            // says so at once (a caller waiting for its outcome must not
+            // wait forever). The request in flight is untouched.
             tracing::info!("{}: a request is already in flight", relay_config.id);
+            let detail = format!(
+                "not sent: relay {} already has a request in flight",
+                relay_config.id
+            );
+            let entry = self.audit(relay, action, "busy", None, None, Some(detail));
+            self.record(Record::Audit(entry.clone()));
+            self.emit(Event::Finished { relay, entry });
             return;
         }
-        let Some(payload) = action.payload(relay_config) else {
+        if action.payload(relay_config).is_none() {
             let reason = format!(
                 "relay {} has no payload_query configured, so it cannot be asked its state",
                 relay_config.id
             );
             self.finish_failed(relay, action, Failure::NotSent { reason }, None, None);
             return;
-        };
+        }
         if !self.connection.is_ready() {
             let reason = match &self.connection {
                 ConnectionState::Failed { reason } => format!("not connected: {reason}"),
@@ -645,26 +858,6 @@ impl Engine {
         }
         let timeout = self.config.timeout(relay_config);
         let id = CorrelationId::random();
-        let properties = PublishProperties {
-            response_topic: Some(self.response_topic.clone()),
-            correlation_data: Some(Bytes::copy_from_slice(&id.0)),
-            message_expiry_interval: Some(protocol::expiry_seconds(timeout)),
-            user_properties: vec![("operator".to_owned(), self.operator.clone())],
-            ..Default::default()
-        };
-        let sent = self.client.try_publish_with_properties(
-            relay_config.request_topic.clone(),
-            QoS::AtLeastOnce,
-            false,
-            Bytes::copy_from_slice(payload.as_bytes()),
-            properties,
-        );
-        if let Err(e) = sent {
-            let reason = format!("the MQTT client could not queue the request ({e})");
-            self.finish_failed(relay, action, Failure::NotSent { reason }, None, None);
-            return;
-        }
-        self.unsent.push_back(id);
         let now = Instant::now();
         if let Err(AlreadyPending) = self.pending.start(id, relay, action, now, timeout) {
             return; // checked above
@@ -672,19 +865,92 @@ impl Engine {
         let _ = self.statuses[relay].begin(action, SystemTime::now(), timeout);
         tracing::debug!("{} <- {action} ({id:?})", relay_config.id);
         self.emit_status(relay);
+        self.outbox.hold(Held {
+            id,
+            relay,
+            action,
+            deadline: now + timeout,
+        });
+        self.pump();
+    }
+
+    /// Hands waiting requests to the client while the broker's window has
+    /// room, each with the time it has left as its expiry.
+    fn pump(&mut self) {
+        if !self.connection.is_ready() {
+            return;
+        }
+        while let Some(held) = self.outbox.next() {
+            if !self.pending.is_in_flight(&held.id) {
+                continue; // ended already (it was reported then)
+            }
+            let now = Instant::now();
+            let left = held.deadline.saturating_duration_since(now);
+            if left.is_zero() {
+                // Its deadline passes now: the timer ends it as never sent.
+                self.outbox.hold_again(held);
+                break;
+            }
+            let relay_config = &self.config.relays[held.relay];
+            let payload = held.action.payload(relay_config).unwrap_or_default();
+            let expires_at = chrono::DateTime::<chrono::Utc>::from(SystemTime::now() + left)
+                .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+            let properties = PublishProperties {
+                response_topic: Some(self.response_topic.clone()),
+                correlation_data: Some(Bytes::copy_from_slice(&held.id.0)),
+                message_expiry_interval: Some(protocol::expiry_seconds(left)),
+                user_properties: vec![
+                    ("operator".to_owned(), self.operator.clone()),
+                    (protocol::EXPIRES_AT.to_owned(), expires_at),
+                ],
+                ..Default::default()
+            };
+            let handed = self.client.try_publish_with_properties(
+                relay_config.request_topic.clone(),
+                QoS::AtLeastOnce,
+                false,
+                Bytes::copy_from_slice(payload.as_bytes()),
+                properties,
+            );
+            match handed {
+                Ok(()) => self.outbox.handed_over(held.id),
+                Err(e) => {
+                    let reason = format!("the MQTT client could not queue the request ({e})");
+                    let _ = self.pending.cancel(&held.id);
+                    self.finish_failed(
+                        held.relay,
+                        held.action,
+                        Failure::NotSent { reason },
+                        None,
+                        Some(held.id),
+                    );
+                }
+            }
+        }
     }
 
     fn on_deadline(&mut self) {
         let now = Instant::now();
         for (id, request) in self.pending.expire(now) {
-            let after = request.deadline.duration_since(request.sent);
-            self.finish_failed(
-                request.relay,
-                request.action,
-                Failure::NoResponse { after },
-                None,
-                Some(id),
-            );
+            let failure = if self.outbox.take(&id) {
+                // Never handed to the broker, so no device can answer it.
+                let _ = self.pending.resolve(&id, now);
+                Failure::NotSent {
+                    reason: HELD_PAST_DEADLINE.to_owned(),
+                }
+            } else {
+                Failure::NoResponse {
+                    after: request.deadline.duration_since(request.sent),
+                }
+            };
+            self.finish_failed(request.relay, request.action, failure, None, Some(id));
+        }
+        self.pump();
+    }
+
+    fn ignore(&mut self, now: Instant, why: std::fmt::Arguments<'_>) {
+        if let Some((count, reason)) = self.ignored.note(now, why) {
+            self.emit(Event::Ignored { count, reason });
         }
     }
 
@@ -692,12 +958,11 @@ impl Engine {
         let now = Instant::now();
         if publish.topic.as_ref() != self.response_topic.as_bytes() {
             let topic = String::from_utf8_lossy(&publish.topic).into_owned();
-            self.ignored
-                .note(now, format_args!("message on foreign topic {topic:?}"));
+            self.ignore(now, format_args!("message on foreign topic {topic:?}"));
             return;
         }
         if publish.retain {
-            self.ignored.note(
+            self.ignore(
                 now,
                 format_args!("retained message on the response topic (stale, not an answer)"),
             );
@@ -708,17 +973,14 @@ impl Engine {
             .as_ref()
             .and_then(|p| p.correlation_data.as_ref());
         let Some(correlation) = correlation else {
-            self.ignored
-                .note(now, format_args!("response without correlation data"));
+            self.ignore(now, format_args!("response without correlation data"));
             return;
         };
         let Some(id) = CorrelationId::from_bytes(correlation) else {
-            self.ignored.note(
+            let len = correlation.len();
+            self.ignore(
                 now,
-                format_args!(
-                    "correlation data of {} bytes (this panel sends 16)",
-                    correlation.len()
-                ),
+                format_args!("correlation data of {len} bytes (this panel sends 16)"),
             );
             return;
         };
@@ -746,7 +1008,7 @@ impl Engine {
                 self.on_late(request.relay, request.action, reply, rtt, id);
             }
             Resolution::Unknown => {
-                self.ignored.note(
+                self.ignore(
                     now,
                     format_args!("unknown, foreign or duplicate correlation {id:?}"),
                 );
@@ -793,7 +1055,10 @@ impl Engine {
         id: CorrelationId,
     ) {
         let at = SystemTime::now();
-        self.statuses[relay].confirm(state, at, rtt);
+        // The request's send time on the wall clock: the store orders by
+        // it across processes.
+        let requested = at.checked_sub(rtt).unwrap_or(at);
+        let taken = self.statuses[relay].confirm(state, requested, at, rtt);
         let detail = match action {
             Action::On | Action::Off if Action::switch_to(state) != action => {
                 Some(format!("asked {action}, device reports {state}"))
@@ -802,13 +1067,16 @@ impl Engine {
         };
         let mut entry = self.audit(relay, action, "confirmed", Some(state), Some(rtt), detail);
         entry.correlation = Some(id.to_hex());
-        self.record(Record::Ack(StoredAck {
-            relay_id: entry.relay_id.clone(),
-            state,
-            at,
-            rtt,
-            late: false,
-        }));
+        if taken {
+            self.record(Record::Ack(StoredAck {
+                relay_id: entry.relay_id.clone(),
+                state,
+                requested,
+                at,
+                rtt,
+                late: false,
+            }));
+        }
         self.finish(relay, entry);
     }
 
@@ -847,16 +1115,20 @@ impl Engine {
         id: CorrelationId,
     ) {
         let at = SystemTime::now();
+        let requested = at.checked_sub(rtt).unwrap_or(at);
         match reply {
             Reply::State(state) => {
-                let taken = self.statuses[relay].late(state, at, rtt);
+                let taken = self.statuses[relay].late(state, requested, at, rtt);
                 let mut entry = self.audit(
                     relay,
                     action,
                     "late confirmed",
                     Some(state),
                     Some(rtt),
-                    (!taken).then(|| "older than a newer confirmation; not shown".to_owned()),
+                    (!taken).then(|| {
+                        "answers a request older than the last acknowledged state; not shown"
+                            .to_owned()
+                    }),
                 );
                 entry.correlation = Some(id.to_hex());
                 tracing::info!("{}: late answer {state} after {rtt:?}", entry.relay_id);
@@ -864,6 +1136,7 @@ impl Engine {
                     self.record(Record::Ack(StoredAck {
                         relay_id: entry.relay_id.clone(),
                         state,
+                        requested,
                         at,
                         rtt,
                         late: true,

@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use rumqttc::v5::mqttbytes::v5::{
-    ConnAck, ConnectReturnCode, DisconnectReasonCode, Packet, PubAckReason, Publish, SubAck,
+    ConnAck, ConnectReturnCode, DisconnectReasonCode, Filter, Packet, PubAckReason, Publish, SubAck,
 };
 use rumqttc::v5::{AsyncClient, ConnectionError, Event, EventLoop, MqttOptions, StateError};
 use rumqttc::{NetworkOptions, Outgoing, TlsConfiguration, Transport};
@@ -23,8 +23,11 @@ pub const MAX_INCOMING_PACKET: u32 = 64 * 1024;
 pub const REQUEST_CHANNEL: usize = 65_536;
 /// Most QoS 1 publishes awaiting PUBACK at once (more queue in order).
 pub const MAX_IN_FLIGHT: u16 = 1024;
-/// Shortest and longest pause between reconnect attempts.
-pub const BACKOFF: (Duration, Duration) = (Duration::from_millis(100), Duration::from_secs(1));
+/// Shortest and longest pause between reconnect attempts: quick after a
+/// blip, and a dead broker is not hammered.
+pub const BACKOFF: (Duration, Duration) = (Duration::from_millis(100), Duration::from_secs(8));
+/// How long a connection attempt may take, TCP to CONNACK.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The client options could not be built.
 #[derive(Debug, thiserror::Error)]
@@ -55,7 +58,7 @@ pub fn client_options(broker: &BrokerConfig, client_id: &str) -> Result<MqttOpti
     options.set_clean_start(true);
     options.set_request_response_info(Some(1));
     options.set_max_packet_size(Some(MAX_INCOMING_PACKET));
-    options.set_connection_timeout(5);
+    options.set_connection_timeout(CONNECT_TIMEOUT.as_secs());
     // rumqttc preallocates one slot per possible in-flight publish; its
     // default (65,535) costs ~10 MB and ~8 ms of page faults per start.
     // The broker's Receive Maximum caps it further.
@@ -63,7 +66,7 @@ pub fn client_options(broker: &BrokerConfig, client_id: &str) -> Result<MqttOpti
     let mut network = NetworkOptions::new();
     // Without it every request/response costs 44-88 ms (Nagle + delayed ACK).
     network.set_tcp_nodelay(true);
-    network.set_connection_timeout(5);
+    network.set_connection_timeout(CONNECT_TIMEOUT.as_secs());
     options.set_network_options(network);
     if let Some(user) = &broker.username {
         let password = broker.resolve_password().map_err(SetupError::Password)?;
@@ -120,6 +123,8 @@ pub enum NetEvent {
     /// A QoS 1 publish went out under this packet id (in the order of the
     /// client's publish calls).
     Sent(u16),
+    /// The broker accepted the publish with this packet id (PUBACK).
+    Acked(u16),
     /// The broker refused the publish with this packet id (PUBACK reason).
     Refused {
         /// Packet id.
@@ -131,8 +136,9 @@ pub enum NetEvent {
     Down {
         /// What went wrong, for the technician.
         reason: String,
-        /// Retrying cannot help (wrong password, not MQTT 5, session
-        /// taken over…); the task has stopped.
+        /// Retrying cannot help (refused credentials or protocol, a
+        /// certificate the client rejects, session taken over); the task
+        /// has stopped.
         fatal: bool,
         /// Pause before the next attempt.
         retry_in: Duration,
@@ -140,18 +146,25 @@ pub enum NetEvent {
 }
 
 /// A connection closed by the broker sooner than this after CONNACK counts
-/// as a "short" connection (see `spawn_event_loop`).
+/// as a "short" connection: the backoff keeps growing instead of starting
+/// again, so two clients sharing an id do not fight at full speed.
 const STABLE_AFTER: Duration = Duration::from_secs(10);
+
+/// How many closes before CONNACK in a row make the "may not accept
+/// MQTT 5" hint firm.
+const CLOSED_BEFORE_CONNACK_HINT: u32 = 3;
 
 /// Drives `eventloop` until the client disconnects or the receiver is
 /// dropped, forwarding what matters. Reconnects with backoff (reset only
-/// once a connection has proved stable); stops after a fatal error.
+/// once a connection has proved stable); stops only after an error that is
+/// certain to repeat (see [`describe`]).
 ///
 /// `fixed_client_id`: the client id comes from the configuration, so
-/// another client may be using it. Mosquitto closes the older of two
-/// connections with the same id without a DISCONNECT reason, so two such
-/// connections closed right after being accepted are taken as a session
-/// take-over and end the loop rather than fight the other client.
+/// another client may be using it. Mosquitto 2.0 closes the older of two
+/// connections with the same id without a DISCONNECT reason, so a
+/// connection closed right after it was accepted is reported as a
+/// *suspected* take-over — and retried with a growing backoff, since a
+/// broker restart looks the same.
 pub fn spawn_event_loop(
     mut eventloop: EventLoop,
     label: String,
@@ -166,8 +179,6 @@ pub fn spawn_event_loop(
         let mut closed_before_connack = 0u32;
         let mut connected = false;
         let mut connected_at = std::time::Instant::now();
-        // Connections closed by the broker soon after CONNACK, in a row.
-        let mut short_drops = 0u32;
         loop {
             let event = eventloop.poll().await;
             let forward = match event {
@@ -180,22 +191,22 @@ pub fn spawn_event_loop(
                 Ok(Event::Incoming(Packet::Publish(publish))) => NetEvent::Publish(publish),
                 Ok(Event::Incoming(Packet::SubAck(ack))) => NetEvent::SubAck(ack),
                 Ok(Event::Outgoing(Outgoing::Publish(pkid))) if pkid != 0 => NetEvent::Sent(pkid),
-                Ok(Event::Incoming(Packet::PubAck(ack)))
-                    if !matches!(
-                        ack.reason,
-                        PubAckReason::Success | PubAckReason::NoMatchingSubscribers
-                    ) =>
-                {
-                    let text = ack
-                        .properties
-                        .and_then(|p| p.reason_string)
-                        .map(|s| format!(": {s}"))
-                        .unwrap_or_default();
-                    NetEvent::Refused {
-                        pkid: ack.pkid,
-                        reason: format!("{:?}{text}", ack.reason),
+                Ok(Event::Incoming(Packet::PubAck(ack))) => match ack.reason {
+                    PubAckReason::Success | PubAckReason::NoMatchingSubscribers => {
+                        NetEvent::Acked(ack.pkid)
                     }
-                }
+                    reason => {
+                        let text = ack
+                            .properties
+                            .and_then(|p| p.reason_string)
+                            .map(|s| format!(": {s}"))
+                            .unwrap_or_default();
+                        NetEvent::Refused {
+                            pkid: ack.pkid,
+                            reason: format!("{reason:?}{text}"),
+                        }
+                    }
+                },
                 Ok(Event::Outgoing(Outgoing::Disconnect)) => {
                     tracing::debug!("{label}: disconnected");
                     return;
@@ -204,29 +215,30 @@ pub fn spawn_event_loop(
                 Err(ConnectionError::RequestsDone) => return,
                 Err(error) => {
                     let was_connected = std::mem::replace(&mut connected, false);
-                    let (mut reason, mut fatal) =
-                        describe(&error, &address, &client_id, was_connected);
+                    let (mut reason, fatal) = describe(&error, &address, &client_id, was_connected);
+                    if matches!(error, ConnectionError::Timeout(_)) {
+                        reason = diagnose_timeout(&address).await;
+                    }
                     if !was_connected && closed_before_handshake(&error) {
                         closed_before_connack += 1;
-                        // Twice in a row: the broker accepts TCP but not MQTT 5.
-                        fatal |= closed_before_connack >= 2;
+                        if closed_before_connack >= CLOSED_BEFORE_CONNACK_HINT {
+                            reason = format!(
+                                "broker {}:{} closed {closed_before_connack} connections in a row before answering the MQTT 5 CONNECT: \
+                                 it is full, restarting, rejects this client, or does not accept MQTT 5 (Relay Panel needs MQTT 5)",
+                                address.0, address.1
+                            );
+                        }
                     }
                     if was_connected {
                         if connected_at.elapsed() >= STABLE_AFTER {
                             backoff = BACKOFF.0;
-                            short_drops = 0;
-                        } else if closed_before_handshake(&error) {
-                            short_drops += 1;
-                            if fixed_client_id && short_drops >= 2 && !fatal {
-                                fatal = true;
-                                reason = format!(
-                                    "broker {}:{} keeps closing this connection right after accepting it: another client \
-                                     (probably another panel) is using the same client id {client_id:?} and took over the session; \
-                                     not reconnecting, so the two do not throw each other off. Give each panel its own client_id, \
-                                     or remove client_id from [broker]",
-                                    address.0, address.1
-                                );
-                            }
+                        } else if fixed_client_id && closed_before_handshake(&error) && !fatal {
+                            reason = format!(
+                                "broker {}:{} closed the connection right after accepting it — is another client \
+                                 (another panel?) using client id {client_id:?}? Two clients with one id throw each other off; \
+                                 give each panel its own client_id, or remove client_id from [broker]. ({reason})",
+                                address.0, address.1
+                            );
                         }
                     }
                     let retry_in = backoff;
@@ -254,6 +266,28 @@ pub fn spawn_event_loop(
         }
     });
     rx
+}
+
+/// No CONNACK within the connection timeout: tell an unreachable host from
+/// a broker that took the TCP connection and never answered the MQTT 5
+/// CONNECT (an MQTT 3.1.1-only broker may do just that).
+async fn diagnose_timeout((host, port): &(String, u16)) -> String {
+    let waited = CONNECT_TIMEOUT.as_secs();
+    let probe = tokio::time::timeout(
+        Duration::from_secs(2),
+        tokio::net::TcpStream::connect((host.as_str(), *port)),
+    )
+    .await;
+    match probe {
+        Ok(Ok(_)) => format!(
+            "broker {host}:{port} accepted the TCP connection but did not answer the MQTT 5 CONNECT within {waited} s: \
+             it may not accept MQTT 5 (Relay Panel needs MQTT 5; a broker that speaks only MQTT 3.1.1 may not answer at all), \
+             or it is overloaded"
+        ),
+        _ => format!(
+            "broker {host}:{port} did not answer within {waited} s (no TCP connection: is the host reachable and the port right?)"
+        ),
+    }
 }
 
 fn closed_before_handshake(error: &ConnectionError) -> bool {
@@ -358,8 +392,8 @@ fn describe(
             {
                 (
                     format!(
-                        "broker {broker} closed the connection without answering the MQTT 5 CONNECT: \
-                         it may not accept MQTT 5 (Relay Panel needs MQTT 5), or it rejects this client"
+                        "broker {broker} closed the connection before answering the MQTT 5 CONNECT \
+                         (restarting, full, or it rejects this client or MQTT 5)"
                     ),
                     false,
                 )
@@ -373,8 +407,8 @@ fn describe(
         },
         ConnectionError::MqttState(StateError::ConnectionAborted) if !was_connected => (
             format!(
-                "broker {broker} closed the connection without answering the MQTT 5 CONNECT: \
-                 it may not accept MQTT 5 (Relay Panel needs MQTT 5)"
+                "broker {broker} closed the connection before answering the MQTT 5 CONNECT \
+                 (restarting, full, or it rejects this client or MQTT 5)"
             ),
             false,
         ),
@@ -389,10 +423,15 @@ fn describe(
                 true,
             )
         }
-        ConnectionError::Timeout(_) => {
-            (format!("broker {broker} did not answer within 5 s"), false)
-        }
-        ConnectionError::Tls(e) => (describe_tls(e, &broker), true),
+        // Replaced by `diagnose_timeout`, which probes the port.
+        ConnectionError::Timeout(_) => (
+            format!(
+                "broker {broker} did not answer within {} s",
+                CONNECT_TIMEOUT.as_secs()
+            ),
+            false,
+        ),
+        ConnectionError::Tls(e) => describe_tls(e, &broker),
         other => (
             format!("connection to broker {broker} lost: {other}"),
             false,
@@ -400,33 +439,52 @@ fn describe(
     }
 }
 
-fn describe_tls(error: &rumqttc::TlsError, broker: &str) -> String {
+/// A TLS failure in words, and whether it is certain to repeat: a
+/// certificate the client rejects (or bad key material) is; a reset or
+/// EOF during the handshake (a restarting broker) is not.
+fn describe_tls(error: &rumqttc::TlsError, broker: &str) -> (String, bool) {
     let text = error.to_string();
     // rustls words these differently across versions ("UnknownIssuer",
-    // "unknown issuer"; "Expired", "certificate expired").
+    // "unknown issuer"; "Expired", "certificate expired"), and tokio-rustls
+    // wraps them in an I/O error: read the text.
     let folded = text.to_lowercase().replace([' ', '_'], "");
     let hint = if folded.contains("unknownissuer") {
-        "the broker's certificate is not signed by ca_file"
+        Some("the broker's certificate is not signed by ca_file")
     } else if folded.contains("expired") {
-        "the broker's certificate has expired (or the clock is wrong)"
+        Some("the broker's certificate has expired (or the clock is wrong)")
     } else if folded.contains("notvalidyet") {
-        "the broker's certificate is not valid yet (or the clock is wrong)"
+        Some("the broker's certificate is not valid yet (or the clock is wrong)")
     } else if folded.contains("notvalidforname") {
-        "the broker's certificate does not name the host in the broker url"
+        Some("the broker's certificate does not name the host in the broker url")
     } else if folded.contains("novalidca") {
-        "ca_file holds no PEM certificate"
+        Some("ca_file holds no PEM certificate")
     } else if folded.contains("clientauthentication") || folded.contains("novalidkey") {
-        "client_cert / client_key are not a valid PEM certificate and key"
+        Some("client_cert / client_key are not a valid PEM certificate and key")
+    } else if folded.contains("invalidpeercertificate") || folded.contains("badcertificate") {
+        Some("the certificate was rejected")
     } else {
-        "TLS handshake failed"
+        None
     };
-    format!("TLS with broker {broker} failed: {hint} ({text})")
+    match hint {
+        Some(hint) => (
+            format!("TLS with broker {broker} failed: {hint} ({text})"),
+            true,
+        ),
+        None => (
+            format!("TLS connection to broker {broker} failed ({text}); retrying"),
+            false,
+        ),
+    }
 }
 
-/// Subscribes without awaiting (never await a publish/subscribe next to
-/// the loop that polls: the bounded channel could deadlock).
+/// Subscribes to a response topic without awaiting (never await a
+/// publish/subscribe next to the loop that polls: the bounded channel could
+/// deadlock). No Local: the broker never sends this client its own
+/// publishes on the topic, so a request can never come back as an answer.
 pub fn subscribe(client: &AsyncClient, topic: &str) -> Result<(), String> {
+    let mut filter = Filter::new(topic, rumqttc::v5::mqttbytes::QoS::AtLeastOnce);
+    filter.nolocal = true;
     client
-        .try_subscribe(topic, rumqttc::v5::mqttbytes::QoS::AtLeastOnce)
+        .try_subscribe_many([filter])
         .map_err(|e| format!("cannot subscribe to {topic}: {e}"))
 }

@@ -109,6 +109,11 @@ impl PendingRequests {
         self.by_relay.contains_key(&relay)
     }
 
+    /// Whether the request with this id is in flight.
+    pub fn is_in_flight(&self, id: &CorrelationId) -> bool {
+        self.in_flight.contains_key(id)
+    }
+
     /// Number of requests in flight.
     pub fn in_flight(&self) -> usize {
         self.in_flight.len()

@@ -179,6 +179,12 @@ pub fn sanitise_device_text(payload: &[u8]) -> String {
     out
 }
 
+/// User Property on every request: the deadline (RFC 3339, UTC, e.g.
+/// `2026-12-01T10:42:07.250Z`) after which a device with a clock must not
+/// act on it. Message Expiry counts only from the broker's receipt; this
+/// also covers time the request spent before the broker had it.
+pub const EXPIRES_AT: &str = "expires_at";
+
 /// This panel's response topic for a client id.
 pub fn response_topic(client_id: &str) -> String {
     format!("relay-panel/{client_id}/response")

@@ -7,6 +7,11 @@
 //! Alongside the phase, `last_acknowledged` holds the last state a device
 //! confirmed. It changes only on a confirmation (current, or late when it
 //! is newer than what is known) — never on a request, a timeout or an error.
+//!
+//! "Newer" means *requested later*: answers overtake each other (a late
+//! answer to an old request can arrive after the answer to a newer one),
+//! so acknowledgements are ordered by the send time of the request they
+//! answer, never by arrival.
 
 use std::fmt;
 use std::time::{Duration, SystemTime};
@@ -19,6 +24,9 @@ use crate::protocol::{Action, RelayState};
 pub struct Acknowledgement {
     /// The state the device reported.
     pub state: RelayState,
+    /// When the request this answers was sent: acknowledgements are
+    /// ordered by it (see the module doc).
+    pub requested: SystemTime,
     /// When the answer arrived (wall clock, for display and the store).
     pub at: SystemTime,
     /// Request-to-answer time.
@@ -167,16 +175,18 @@ impl RelayStatus {
         Ok(())
     }
 
-    /// The device confirmed `state` for the request in flight.
-    pub fn confirm(&mut self, state: RelayState, at: SystemTime, rtt: Duration) {
+    /// The device confirmed `state` for the request in flight (sent at
+    /// `requested`). Returns whether it became the last acknowledged state
+    /// (it does unless a newer-requested one is known).
+    pub fn confirm(
+        &mut self,
+        state: RelayState,
+        requested: SystemTime,
+        at: SystemTime,
+        rtt: Duration,
+    ) -> bool {
         self.phase = Phase::Confirmed { state, at, rtt };
-        self.last_acknowledged = Some(Acknowledgement {
-            state,
-            at,
-            rtt,
-            late: false,
-            restored: false,
-        });
+        self.acknowledge(state, requested, at, rtt, false)
     }
 
     /// The request in flight ended without confirmation; the last
@@ -185,21 +195,47 @@ impl RelayStatus {
         self.phase = Phase::Failed { reason, at };
     }
 
-    /// A device answered a request that had already ended. It is the
-    /// device's own report, so it becomes the last acknowledged state —
-    /// unless a newer acknowledgement is known. Returns whether it was taken.
-    pub fn late(&mut self, state: RelayState, at: SystemTime, rtt: Duration) -> bool {
-        if let Some(known) = &self.last_acknowledged
-            && !known.restored
-            && known.at > at
-        {
+    /// A device answered a request (sent at `requested`) that had already
+    /// ended. It is the device's own report, so it becomes the last
+    /// acknowledged state — unless a newer-requested acknowledgement is
+    /// known. Returns whether it was taken.
+    pub fn late(
+        &mut self,
+        state: RelayState,
+        requested: SystemTime,
+        at: SystemTime,
+        rtt: Duration,
+    ) -> bool {
+        self.acknowledge(state, requested, at, rtt, true)
+    }
+
+    /// Whether an answer to a request sent at `requested` is newer than
+    /// the known acknowledgement. One restored from the store is from an
+    /// earlier session: anything confirmed in this one replaces it.
+    pub fn is_newer(&self, requested: SystemTime) -> bool {
+        match &self.last_acknowledged {
+            None => true,
+            Some(known) => known.restored || requested >= known.requested,
+        }
+    }
+
+    fn acknowledge(
+        &mut self,
+        state: RelayState,
+        requested: SystemTime,
+        at: SystemTime,
+        rtt: Duration,
+        late: bool,
+    ) -> bool {
+        if !self.is_newer(requested) {
             return false;
         }
         self.last_acknowledged = Some(Acknowledgement {
             state,
+            requested,
             at,
             rtt,
-            late: true,
+            late,
             restored: false,
         });
         true
@@ -265,9 +301,11 @@ mod tests {
     fn transitions_table() {
         enum Step {
             Begin(Action, u64, bool),
-            Confirm(RelayState, u64),
+            /// State, request sent (ms), answer arrived (ms).
+            Confirm(RelayState, u64, u64),
             Fail(Failure, u64),
-            Late(RelayState, u64, bool),
+            /// State, request sent, answer arrived, whether it is taken.
+            Late(RelayState, u64, u64, bool),
         }
         use RelayState::{Off, On};
         // (steps, last acknowledged state afterwards)
@@ -275,7 +313,7 @@ mod tests {
             (vec![], None),
             (vec![Step::Begin(Action::On, 0, true)], None),
             (
-                vec![Step::Begin(Action::On, 0, true), Step::Confirm(On, 5)],
+                vec![Step::Begin(Action::On, 0, true), Step::Confirm(On, 0, 5)],
                 Some(On),
             ),
             (
@@ -295,7 +333,7 @@ mod tests {
             (
                 vec![
                     Step::Begin(Action::On, 0, true),
-                    Step::Confirm(On, 5),
+                    Step::Confirm(On, 0, 5),
                     Step::Begin(Action::Off, 10, true),
                     Step::Fail(
                         Failure::DeviceError {
@@ -310,18 +348,55 @@ mod tests {
                 vec![
                     Step::Begin(Action::On, 0, true),
                     Step::Fail(Failure::ConnectionLost, 1),
-                    Step::Late(On, 4000, true),
+                    Step::Late(On, 0, 4000, true),
                 ],
                 Some(On),
             ),
             (
-                // A late answer older than a newer confirmation is ignored.
+                // A late answer to an older request, arriving after the
+                // confirmation of a newer one, is ignored: requested
+                // earlier, whatever the arrival order.
                 vec![
                     Step::Begin(Action::On, 0, true),
                     Step::Fail(Failure::NoResponse { after: TIMEOUT }, 3000),
                     Step::Begin(Action::Off, 3100, true),
-                    Step::Confirm(Off, 3105),
-                    Step::Late(On, 3050, false),
+                    Step::Confirm(Off, 3100, 3105),
+                    Step::Late(On, 0, 3200, false),
+                ],
+                Some(Off),
+            ),
+            (
+                // A late answer arriving before the newer request's answer
+                // is taken, then replaced by the newer one.
+                vec![
+                    Step::Begin(Action::On, 0, true),
+                    Step::Fail(Failure::NoResponse { after: TIMEOUT }, 3000),
+                    Step::Begin(Action::Off, 3100, true),
+                    Step::Late(On, 0, 3150, true),
+                    Step::Confirm(Off, 3100, 3160),
+                ],
+                Some(Off),
+            ),
+            (
+                // Two late answers overtaking each other: the one to the
+                // later request wins.
+                vec![
+                    Step::Begin(Action::On, 0, true),
+                    Step::Fail(Failure::NoResponse { after: TIMEOUT }, 3000),
+                    Step::Begin(Action::Off, 3100, true),
+                    Step::Fail(Failure::NoResponse { after: TIMEOUT }, 6100),
+                    Step::Late(Off, 3100, 6200, true),
+                    Step::Late(On, 0, 6300, false),
+                ],
+                Some(Off),
+            ),
+            (
+                // Equal send times (same millisecond): the later arrival wins.
+                vec![
+                    Step::Begin(Action::On, 0, true),
+                    Step::Fail(Failure::ConnectionLost, 1),
+                    Step::Late(On, 0, 10, true),
+                    Step::Late(Off, 0, 20, true),
                 ],
                 Some(Off),
             ),
@@ -337,12 +412,12 @@ mod tests {
                             "case {index}"
                         )
                     }
-                    Step::Confirm(state, ms) => {
-                        relay.confirm(state, t(ms), Duration::from_millis(1))
+                    Step::Confirm(state, requested, ms) => {
+                        relay.confirm(state, t(requested), t(ms), Duration::from_millis(1));
                     }
                     Step::Fail(reason, ms) => relay.fail(reason, t(ms)),
-                    Step::Late(state, ms, taken) => assert_eq!(
-                        relay.late(state, t(ms), Duration::from_millis(1)),
+                    Step::Late(state, requested, ms, taken) => assert_eq!(
+                        relay.late(state, t(requested), t(ms), Duration::from_millis(1)),
                         taken,
                         "case {index}"
                     ),
@@ -361,6 +436,7 @@ mod tests {
     fn restored_state_is_marked_until_refreshed() {
         let ack = Acknowledgement {
             state: RelayState::On,
+            requested: t(0),
             at: t(0),
             rtt: Duration::from_millis(2),
             late: false,
@@ -372,7 +448,7 @@ mod tests {
         relay.fail(Failure::NoResponse { after: TIMEOUT }, t(3010));
         assert!(relay.last_acknowledged.unwrap().restored);
         relay.begin(Action::Query, t(4000), TIMEOUT).unwrap();
-        relay.confirm(RelayState::Off, t(4001), Duration::from_millis(1));
+        relay.confirm(RelayState::Off, t(4000), t(4001), Duration::from_millis(1));
         let ack = relay.last_acknowledged.unwrap();
         assert!(!ack.restored);
         assert_eq!(ack.state, RelayState::Off);

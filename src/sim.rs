@@ -81,6 +81,12 @@ pub enum SimReply {
     Garbage,
     /// An answer with someone else's correlation data.
     WrongCorrelation,
+    /// The request arrived after its `expires_at` user property: not
+    /// actuated, not answered (the panel has already reported it unanswered).
+    Expired {
+        /// The request's `expires_at`.
+        expires_at: String,
+    },
 }
 
 /// Options for [`spawn`].
@@ -230,7 +236,7 @@ impl Devices {
                         }
                     }
                     Some(NetEvent::Publish(publish)) => self.handle(publish),
-                    Some(NetEvent::Sent(_) | NetEvent::Refused { .. }) => {}
+                    Some(NetEvent::Sent(_) | NetEvent::Acked(_) | NetEvent::Refused { .. }) => {}
                     Some(NetEvent::Down { reason, fatal, .. }) => {
                         ready.send_replace(false);
                         if fatal {
@@ -303,6 +309,25 @@ impl Devices {
         if dropped {
             let _ = self.records.send(record(before, SimReply::Dropped));
             return;
+        }
+        // A device with a clock honours the request's deadline: one that
+        // reaches it late (a stalled broker, a slow link) is not acted on.
+        let expires_at = properties
+            .user_properties
+            .iter()
+            .find(|(key, _)| key == protocol::EXPIRES_AT)
+            .map(|(_, value)| value.clone());
+        if let Some(expires_at) = expires_at {
+            match chrono::DateTime::parse_from_rfc3339(&expires_at) {
+                Ok(deadline) if chrono::Utc::now() > deadline => {
+                    let _ = self
+                        .records
+                        .send(record(before, SimReply::Expired { expires_at }));
+                    return;
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!("relay-sim: unreadable expires_at {expires_at:?}: {e}"),
+            }
         }
         let failing = self.faults.fail.contains(&relay_id);
         let payload = publish.payload.as_ref();

@@ -14,6 +14,7 @@ use crate::config::{Config, RelayConfig};
 use crate::engine::{self, ConnectionState, EngineOptions, Event, sleep_until};
 use crate::mosquitto::LocalMosquitto;
 use crate::protocol::{Action, RelayState};
+use crate::relay::RelayStatus;
 use crate::sim::{self, Faults, SimOptions, SimRecord, SimReply};
 use crate::store::AuditEntry;
 
@@ -84,12 +85,21 @@ pub struct SoakReport {
     pub outages: usize,
     /// Time from each broker restart to the engine being connected again.
     pub reconnects: Vec<Duration>,
+    /// Relays whose last request got an answer with a state, once quiet:
+    /// their last acknowledged state is checked against the device's.
+    pub final_checked: usize,
+    /// Of those, relays whose last acknowledged state differs from the
+    /// state the simulated device really ended in (must be 0).
+    pub final_mismatches: usize,
+    /// Descriptions of the first few mismatches.
+    pub final_examples: Vec<String>,
 }
 
 impl SoakReport {
     /// Whether every check held.
     pub fn passed(&self) -> bool {
         self.false_confirmations == 0
+            && self.final_mismatches == 0
             && self.overdue == 0
             && self.reconnects.len() == self.outages
             && self.reconnects.iter().all(|d| *d <= Duration::from_secs(2))
@@ -131,6 +141,13 @@ impl SoakReport {
             self.false_confirmations
         ));
         for example in &self.false_examples {
+            out.push_str(&format!("  {example}\n"));
+        }
+        out.push_str(&format!(
+            "last acknowledged state differs from the device's, once quiet: {} of {} relays checked\n",
+            self.final_mismatches, self.final_checked
+        ));
+        for example in &self.final_examples {
             out.push_str(&format!("  {example}\n"));
         }
         out.push_str(&format!(
@@ -235,6 +252,10 @@ pub async fn run(
     let mut waiting_reconnect: Option<Instant> = None;
     let slack = options.timeout + Duration::from_secs(1);
     let mut next_action = 0usize;
+    // Per relay: the correlation of its last request, whether that request
+    // got an answer with a state, and the engine's latest status.
+    let mut last_request: Vec<Option<(String, bool)>> = vec![None; options.relays];
+    let mut final_status: Vec<Option<RelayStatus>> = vec![None; options.relays];
 
     while ended < options.requests {
         if connected {
@@ -303,17 +324,24 @@ pub async fn run(
                     }
                 }
                 *report.outcomes.entry(entry.outcome.clone()).or_default() += 1;
+                if let Some(correlation) = &entry.correlation {
+                    last_request[relay] = Some((correlation.clone(), entry.state.is_some()));
+                }
                 if entry.state.is_some() {
                     confirmations.push((relay, entry));
                 }
                 idle.push(relay);
             }
             Event::Late { relay, entry } => {
-                *report.late.entry(entry.outcome.clone()).or_default() += 1;
-                if entry.state.is_some() {
-                    confirmations.push((relay, entry));
-                }
+                note_late(
+                    &mut report,
+                    &mut last_request,
+                    &mut confirmations,
+                    relay,
+                    entry,
+                );
             }
+            Event::Relay { relay, status } => final_status[relay] = Some(status),
             _ => {}
         }
     }
@@ -323,16 +351,47 @@ pub async fn run(
     // Late answers still in flight arrive within the jitter.
     let linger = Instant::now() + options.timeout * 2;
     while let Ok(Some(event)) = tokio::time::timeout_at(linger.into(), events.recv()).await {
-        if let Event::Late { relay, entry } = event {
-            *report.late.entry(entry.outcome.clone()).or_default() += 1;
-            if entry.state.is_some() {
-                confirmations.push((relay, entry));
+        match event {
+            Event::Late { relay, entry } => {
+                note_late(
+                    &mut report,
+                    &mut last_request,
+                    &mut confirmations,
+                    relay,
+                    entry,
+                );
             }
+            Event::Relay { relay, status } => final_status[relay] = Some(status),
+            _ => {}
         }
     }
     handle.shutdown();
     while events.recv().await.is_some() {}
     devices.stop();
+
+    // Once quiet, the truth: a relay whose last request was answered must
+    // show what the device really ended in (answers overtake each other;
+    // the newest request's answer must win).
+    for (relay, last) in last_request.iter().enumerate() {
+        if !matches!(last, Some((_, true))) {
+            continue;
+        }
+        report.final_checked += 1;
+        let id = &config.relays[relay].id;
+        let shown = final_status[relay]
+            .as_ref()
+            .and_then(|s| s.last_acknowledged)
+            .map(|a| a.state);
+        let device = devices.state(id);
+        if shown != device {
+            report.final_mismatches += 1;
+            if report.final_examples.len() < 5 {
+                report
+                    .final_examples
+                    .push(format!("{id}: shown {shown:?}, device is {device:?}"));
+            }
+        }
+    }
 
     // What the devices really did, by correlation data.
     let mut did: HashMap<Vec<u8>, SimRecord> = HashMap::new();
@@ -344,6 +403,7 @@ pub async fn run(
             SimReply::Garbage => "answered garbage",
             SimReply::WrongCorrelation => "wrong correlation",
             SimReply::NoResponseTopic => "no response topic",
+            SimReply::Expired { .. } => "expired, not actuated",
         };
         *report.device.entry(what).or_default() += 1;
         if let Some(c) = &record.correlation {
@@ -371,6 +431,26 @@ pub async fn run(
         }
     }
     Ok(report)
+}
+
+/// A late answer: counted, checked like any confirmation, and, when it
+/// answers the relay's last request, that request counts as answered.
+fn note_late(
+    report: &mut SoakReport,
+    last_request: &mut [Option<(String, bool)>],
+    confirmations: &mut Vec<(usize, AuditEntry)>,
+    relay: usize,
+    entry: AuditEntry,
+) {
+    *report.late.entry(entry.outcome.clone()).or_default() += 1;
+    if entry.state.is_some() {
+        if let Some((correlation, answered)) = &mut last_request[relay]
+            && entry.correlation.as_ref() == Some(correlation)
+        {
+            *answered = true;
+        }
+        confirmations.push((relay, entry));
+    }
 }
 
 fn from_hex(text: &str) -> Option<Vec<u8>> {

@@ -49,6 +49,9 @@ pub struct StoredAck {
     pub relay_id: String,
     /// The confirmed state.
     pub state: RelayState,
+    /// When the request it answers was sent: a stored state is replaced
+    /// only by one requested later (answers overtake each other).
+    pub requested: SystemTime,
     /// When the answer arrived.
     pub at: SystemTime,
     /// Round trip of that request.
@@ -153,8 +156,12 @@ CREATE TABLE IF NOT EXISTS audit (
 CREATE INDEX IF NOT EXISTS audit_relay ON audit (relay_id, id);
 ";
 
-/// Columns added after the first release of the schema.
-const MIGRATIONS: &[&str] = &["ALTER TABLE audit ADD COLUMN correlation TEXT"];
+/// Columns added after the first release of the schema. Rows written before
+/// `requested_ms` existed read it as their `at_ms`.
+const MIGRATIONS: &[&str] = &[
+    "ALTER TABLE audit ADD COLUMN correlation TEXT",
+    "ALTER TABLE last_ack ADD COLUMN requested_ms INTEGER",
+];
 
 impl Store {
     /// Opens (or creates) the store in `dir`. Returns a warning when a
@@ -260,9 +267,10 @@ impl Store {
             let tx = self.conn.transaction()?;
             {
                 let mut ack = tx.prepare_cached(
-                    "INSERT INTO last_ack (relay_id, state, at_ms, rtt_us, late) VALUES (?1, ?2, ?3, ?4, ?5)
-                     ON CONFLICT (relay_id) DO UPDATE SET state = ?2, at_ms = ?3, rtt_us = ?4, late = ?5
-                     WHERE excluded.at_ms >= last_ack.at_ms",
+                    "INSERT INTO last_ack (relay_id, state, at_ms, rtt_us, late, requested_ms)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                     ON CONFLICT (relay_id) DO UPDATE SET state = ?2, at_ms = ?3, rtt_us = ?4, late = ?5, requested_ms = ?6
+                     WHERE excluded.requested_ms >= COALESCE(last_ack.requested_ms, last_ack.at_ms)",
                 )?;
                 let mut audit = tx.prepare_cached(
                     "INSERT INTO audit (at_ms, relay_id, action, outcome, state, rtt_us, detail, operator, correlation)
@@ -276,7 +284,8 @@ impl Store {
                                 a.state.as_str(),
                                 to_millis(a.at),
                                 a.rtt.as_micros() as i64,
-                                a.late
+                                a.late,
+                                to_millis(a.requested)
                             ])?;
                         }
                         Record::Audit(e) => {
@@ -304,7 +313,8 @@ impl Store {
     pub fn last_acknowledged(&self) -> Result<Vec<StoredAck>, StoreError> {
         let result = (|| {
             let mut stmt = self.conn.prepare(
-                "SELECT relay_id, state, at_ms, rtt_us, late FROM last_ack ORDER BY relay_id",
+                "SELECT relay_id, state, at_ms, rtt_us, late, COALESCE(requested_ms, at_ms)
+                 FROM last_ack ORDER BY relay_id",
             )?;
             let rows = stmt.query_map([], |r| {
                 Ok((
@@ -313,16 +323,18 @@ impl Store {
                     r.get::<_, i64>(2)?,
                     r.get::<_, i64>(3)?,
                     r.get::<_, bool>(4)?,
+                    r.get::<_, i64>(5)?,
                 ))
             })?;
             let mut out = Vec::new();
             for row in rows {
-                let (relay_id, state, at_ms, rtt_us, late) = row?;
+                let (relay_id, state, at_ms, rtt_us, late, requested_ms) = row?;
                 // A row with an unknown state is skipped, not trusted.
                 if let Some(state) = RelayState::parse(&state) {
                     out.push(StoredAck {
                         relay_id,
                         state,
+                        requested: from_millis(requested_ms),
                         at: from_millis(at_ms),
                         rtt: Duration::from_micros(rtt_us.max(0) as u64),
                         late,
@@ -339,7 +351,8 @@ impl Store {
         let result = self
             .conn
             .query_row(
-                "SELECT state, at_ms, rtt_us, late FROM last_ack WHERE relay_id = ?1",
+                "SELECT state, at_ms, rtt_us, late, COALESCE(requested_ms, at_ms)
+                 FROM last_ack WHERE relay_id = ?1",
                 [relay_id],
                 |r| {
                     Ok((
@@ -347,19 +360,23 @@ impl Store {
                         r.get::<_, i64>(1)?,
                         r.get::<_, i64>(2)?,
                         r.get::<_, bool>(3)?,
+                        r.get::<_, i64>(4)?,
                     ))
                 },
             )
             .optional();
-        Ok(self.sql(result)?.and_then(|(state, at_ms, rtt_us, late)| {
-            Some(StoredAck {
-                relay_id: relay_id.to_owned(),
-                state: RelayState::parse(&state)?,
-                at: from_millis(at_ms),
-                rtt: Duration::from_micros(rtt_us.max(0) as u64),
-                late,
-            })
-        }))
+        Ok(self
+            .sql(result)?
+            .and_then(|(state, at_ms, rtt_us, late, requested_ms)| {
+                Some(StoredAck {
+                    relay_id: relay_id.to_owned(),
+                    state: RelayState::parse(&state)?,
+                    requested: from_millis(requested_ms),
+                    at: from_millis(at_ms),
+                    rtt: Duration::from_micros(rtt_us.max(0) as u64),
+                    late,
+                })
+            }))
     }
 
     /// The newest `limit` audit entries, newest first.
@@ -435,6 +452,14 @@ fn set_aside(path: &Path) -> std::io::Result<PathBuf> {
 
 /// Writes records on a thread of its own, batching whatever has queued up
 /// into one transaction. Dropping it (or [`StoreWriter::close`]) flushes.
+///
+/// A write that fails (disk full, database busy) loses nothing: the records
+/// stay in memory and are written again every [`RETRY_EVERY`], together
+/// with the ones that arrive meanwhile. The caller hears once when writes
+/// start failing and once when they succeed again, not once per batch.
+/// What waits in memory is bounded: a relay's acknowledgements fold into
+/// the newest-requested one, and beyond [`MAX_WAITING`] audit entries the
+/// oldest are dropped (and counted in the log).
 pub struct StoreWriter {
     /// Records to write; `None` once closed.
     tx: Option<mpsc::Sender<Record>>,
@@ -442,30 +467,128 @@ pub struct StoreWriter {
     thread: Option<JoinHandle<()>>,
 }
 
+/// Pause between attempts while writes fail.
+pub const RETRY_EVERY: Duration = Duration::from_secs(2);
+/// Most audit entries kept in memory while writes fail.
+pub const MAX_WAITING: usize = 100_000;
+/// Attempts at closing time for records that still could not be written.
+const ATTEMPTS_AT_CLOSE: usize = 2;
+
+/// Records waiting to be written.
+#[derive(Default)]
+struct Waiting {
+    /// The newest-requested acknowledgement of each relay.
+    acks: std::collections::HashMap<String, StoredAck>,
+    /// Audit entries, oldest first.
+    audit: std::collections::VecDeque<AuditEntry>,
+    /// Audit entries dropped because too many waited.
+    dropped: u64,
+}
+
+impl Waiting {
+    fn push(&mut self, record: Record) {
+        match record {
+            Record::Ack(ack) => match self.acks.get(&ack.relay_id) {
+                Some(known) if known.requested > ack.requested => {}
+                _ => {
+                    self.acks.insert(ack.relay_id.clone(), ack);
+                }
+            },
+            Record::Audit(entry) => {
+                self.audit.push_back(entry);
+                if self.audit.len() > MAX_WAITING {
+                    self.audit.pop_front();
+                    self.dropped += 1;
+                }
+            }
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.acks.len() + self.audit.len()
+    }
+
+    fn records(&self) -> Vec<Record> {
+        let acks = self.acks.values().cloned().map(Record::Ack);
+        let audit = self.audit.iter().cloned().map(Record::Audit);
+        acks.chain(audit).collect()
+    }
+}
+
 impl StoreWriter {
-    /// Starts the writer; `on_error` hears about failed writes (disk full…).
+    /// Starts the writer; `on_error` hears when writes start failing (disk
+    /// full…) and when they work again.
     pub fn spawn(mut store: Store, on_error: impl Fn(String) + Send + 'static) -> Self {
         let (tx, rx) = mpsc::channel::<Record>();
         let thread = std::thread::Builder::new()
             .name("relay-panel-store".into())
             .spawn(move || {
-                let mut batch = Vec::new();
-                while let Ok(first) = rx.recv() {
-                    batch.push(first);
+                let mut waiting = Waiting::default();
+                let mut failing = false;
+                let mut open = true;
+                while open {
+                    let first = if failing {
+                        rx.recv_timeout(RETRY_EVERY)
+                    } else {
+                        rx.recv().map_err(|_| mpsc::RecvTimeoutError::Disconnected)
+                    };
+                    match first {
+                        Ok(record) => waiting.push(record),
+                        Err(mpsc::RecvTimeoutError::Timeout) => {}
+                        Err(mpsc::RecvTimeoutError::Disconnected) => open = false,
+                    }
                     while let Ok(more) = rx.try_recv() {
-                        batch.push(more);
-                        if batch.len() >= 10_000 {
+                        waiting.push(more);
+                        if waiting.len() >= 10_000 {
                             break;
                         }
                     }
-                    if let Err(e) = store.write(&batch) {
-                        tracing::error!("{e}");
-                        on_error(format!(
-                            "could not save {} record(s) to the store: {e}",
-                            batch.len()
-                        ));
+                    let attempts = if open { 1 } else { ATTEMPTS_AT_CLOSE };
+                    for attempt in 0..attempts {
+                        if waiting.len() == 0 {
+                            break;
+                        }
+                        if attempt > 0 {
+                            std::thread::sleep(RETRY_EVERY / 4);
+                        }
+                        match store.write(&waiting.records()) {
+                            Ok(()) => {
+                                if failing {
+                                    let saved = waiting.len();
+                                    tracing::info!("the store is writing again");
+                                    on_error(format!(
+                                        "the store is writing again: the {saved} record(s) that waited are saved"
+                                    ));
+                                    failing = false;
+                                }
+                                if waiting.dropped > 0 {
+                                    tracing::error!(
+                                        "{} audit entries were dropped while the store could not be written",
+                                        waiting.dropped
+                                    );
+                                }
+                                waiting = Waiting::default();
+                            }
+                            Err(e) => {
+                                tracing::error!("{e}");
+                                if !failing {
+                                    on_error(format!(
+                                        "could not save {} record(s) to the store: {e}. They are kept in memory \
+                                         and written again every {} s; the window still shows every confirmed state",
+                                        waiting.len(),
+                                        RETRY_EVERY.as_secs()
+                                    ));
+                                    failing = true;
+                                }
+                            }
+                        }
                     }
-                    batch.clear();
+                }
+                if waiting.len() > 0 {
+                    tracing::error!(
+                        "closing with {} record(s) that could not be saved to the store",
+                        waiting.len()
+                    );
                 }
             })
             .ok();
@@ -505,6 +628,7 @@ mod tests {
         Record::Ack(StoredAck {
             relay_id: id.into(),
             state,
+            requested: UNIX_EPOCH + Duration::from_millis(at_ms),
             at: UNIX_EPOCH + Duration::from_millis(at_ms),
             rtt: Duration::from_micros(1500),
             late: false,
@@ -547,6 +671,63 @@ mod tests {
         assert_eq!(
             store.last_acknowledged_of("b").unwrap().unwrap().state,
             RelayState::Off
+        );
+    }
+
+    /// The stored state is the answer to the latest request, whatever order
+    /// the answers arrived in: a late answer to an older request, written
+    /// after a newer one, changes nothing (issue: "an older answer
+    /// overwrites a newer confirmation").
+    #[test]
+    fn requested_later_wins_not_arrived_later() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut store, _) = Store::open_in(dir.path()).unwrap();
+        let at = |ms: u64| UNIX_EPOCH + Duration::from_millis(ms);
+        let ack = |state, requested, arrived| {
+            Record::Ack(StoredAck {
+                relay_id: "a".into(),
+                state,
+                requested: at(requested),
+                at: at(arrived),
+                rtt: Duration::from_millis(arrived - requested),
+                late: false,
+            })
+        };
+        // B (off, sent at 3100) confirmed at 3105; A (on, sent at 0)
+        // answers late at 3500 and is written afterwards.
+        store.write(&[ack(RelayState::Off, 3100, 3105)]).unwrap();
+        store.write(&[ack(RelayState::On, 0, 3500)]).unwrap();
+        let stored = store.last_acknowledged_of("a").unwrap().unwrap();
+        assert_eq!(stored.state, RelayState::Off);
+        assert_eq!(stored.requested, at(3100));
+        // A newer request's answer replaces it.
+        store.write(&[ack(RelayState::On, 4000, 4001)]).unwrap();
+        assert_eq!(store.last_acknowledged().unwrap()[0].state, RelayState::On);
+    }
+
+    /// A store written before `requested_ms` existed opens, and its rows
+    /// read their arrival time as their request time.
+    #[test]
+    fn old_schema_is_migrated() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(STORE_FILE);
+        let old = Connection::open(&path).unwrap();
+        old.execute_batch(
+            "CREATE TABLE last_ack (relay_id TEXT PRIMARY KEY, state TEXT NOT NULL, at_ms INTEGER NOT NULL,
+                                    rtt_us INTEGER NOT NULL, late INTEGER NOT NULL);
+             INSERT INTO last_ack VALUES ('a', 'on', 5000, 1000, 0);",
+        )
+        .unwrap();
+        drop(old);
+        let (mut store, warning) = Store::open(&path).unwrap();
+        assert!(warning.is_none());
+        let stored = store.last_acknowledged_of("a").unwrap().unwrap();
+        assert_eq!(stored.requested, UNIX_EPOCH + Duration::from_millis(5000));
+        store.write(&[ack("a", RelayState::Off, 4000)]).unwrap();
+        assert_eq!(
+            store.last_acknowledged_of("a").unwrap().unwrap().state,
+            RelayState::On,
+            "requested before the stored answer arrived: older"
         );
     }
 

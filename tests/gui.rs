@@ -380,6 +380,7 @@ fn snapshot_panel(rt: &tokio::runtime::Runtime) -> Panel {
     let ack = |state, secs: u64, rtt_us: u64| {
         Some(Acknowledgement {
             state,
+            requested: now - Duration::from_secs(secs),
             at: now - Duration::from_secs(secs),
             rtt: Duration::from_micros(rtt_us),
             late: false,

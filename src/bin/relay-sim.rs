@@ -113,6 +113,7 @@ async fn main() -> anyhow::Result<()> {
                         SimReply::Answer { payload, copies } => format!("answered {payload:?} x{copies}"),
                         SimReply::Garbage => "answered garbage".to_owned(),
                         SimReply::WrongCorrelation => "answered with wrong correlation".to_owned(),
+                        SimReply::Expired { expires_at } => format!("expired at {expires_at}: not actuated, not answered"),
                     };
                     let correlation = record.correlation.as_ref().map(|c| c.iter().take(4).map(|b| format!("{b:02x}")).collect::<String>()).unwrap_or_else(|| "none".into());
                     println!("{} <- {:?} corr={correlation} now {}: {what}", record.relay_id, record.request, record.state_after);

@@ -105,6 +105,9 @@ pub enum Action {
     CreateExample,
     /// Read the configuration file again.
     Reload,
+    /// Start the engine again after it failed (wrong password fixed on
+    /// the broker, an internal error).
+    Retry,
     /// Write the audit log to a CSV file.
     ExportCsv,
     /// Show or hide the activity panel.
@@ -304,6 +307,18 @@ impl Panel {
         if let Some(link) = &mut self.engine {
             while let Some(event) = link.events.try_recv() {
                 self.model.apply(event);
+            }
+            // The engine thread is gone without saying why (it always says
+            // why when it can): never keep showing "connected".
+            if link.events.is_closed()
+                && !matches!(
+                    self.model.connection,
+                    engine::ConnectionState::Failed { .. } | engine::ConnectionState::Stopped
+                )
+            {
+                self.model.connection = engine::ConnectionState::Failed {
+                    reason: "internal error: the engine stopped; Retry starts it again".to_owned(),
+                };
             }
         }
         while let Ok(job) = self.jobs_rx.try_recv() {
@@ -515,6 +530,13 @@ impl Panel {
                         }
                     });
                 }
+            }
+            Action::Retry => {
+                // A fresh start on the same configuration: states come back
+                // from the store, marked as from an earlier session.
+                let config = (*self.model.config).clone();
+                self.model.set_config(config);
+                self.start_engine();
             }
             Action::Reload => {
                 let Some(path) = self.config_file() else {

@@ -54,6 +54,14 @@ pub fn show(
             let (colour, text) = connection_text(&model.connection);
             let (dot, _) = ui.allocate_exact_size(egui::vec2(12.0, 12.0), egui::Sense::hover());
             ui.painter().circle_filled(dot.center(), 5.0, colour);
+            if matches!(model.connection, ConnectionState::Failed { .. })
+                && ui
+                    .button("Retry")
+                    .on_hover_text("Connect again with the same settings")
+                    .clicked()
+            {
+                action = Some(Action::Retry);
+            }
             ui.add(egui::Label::new(RichText::new(text.clone()).color(colour)).truncate())
                 .on_hover_text(text);
         }
