@@ -73,9 +73,42 @@ impl LocalMosquitto {
 
     /// Kills the broker (clients see the connection drop).
     pub fn stop(&mut self) {
+        let _ = self.unpause();
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
+        }
+    }
+
+    /// What the broker logged so far (for test failure messages).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("mosquitto.log")).unwrap_or_default()
+    }
+
+    /// Freezes the broker (SIGSTOP): connections stay open, nothing is read
+    /// or answered, as with a broker stalled by a full disk or a debugger.
+    pub fn pause(&self) -> io::Result<()> {
+        self.signal("-STOP")
+    }
+
+    /// Lets a paused broker run again (SIGCONT).
+    pub fn unpause(&self) -> io::Result<()> {
+        self.signal("-CONT")
+    }
+
+    fn signal(&self, signal: &str) -> io::Result<()> {
+        let child = self
+            .child
+            .as_ref()
+            .ok_or_else(|| io::Error::other("the broker is not running"))?;
+        let status = Command::new("kill")
+            .arg(signal)
+            .arg(child.id().to_string())
+            .status()?;
+        if status.success() {
+            Ok(())
+        } else {
+            Err(io::Error::other(format!("kill {signal} failed: {status}")))
         }
     }
 

@@ -214,6 +214,7 @@ pub fn spawn_event_loop(
                 Ok(_) => continue,
                 Err(ConnectionError::RequestsDone) => return,
                 Err(error) => {
+                    tracing::debug!("{label}: connection error {error:?}");
                     let was_connected = std::mem::replace(&mut connected, false);
                     let (mut reason, fatal) = describe(&error, &address, &client_id, was_connected);
                     if matches!(error, ConnectionError::Timeout(_)) {
@@ -290,19 +291,31 @@ async fn diagnose_timeout((host, port): &(String, u16)) -> String {
     }
 }
 
+/// Whether the broker (or the network) closed the connection: a reset, an
+/// EOF, a broken pipe. Never certain to repeat.
 fn closed_before_handshake(error: &ConnectionError) -> bool {
     use std::io::ErrorKind::*;
+    match io_error(error) {
+        Some(e) => matches!(
+            e.kind(),
+            UnexpectedEof | ConnectionReset | ConnectionAborted | BrokenPipe
+        ),
+        None => matches!(
+            error,
+            ConnectionError::MqttState(StateError::ConnectionAborted)
+        ),
+    }
+}
+
+/// The I/O error inside a connection error, wherever rumqttc put it (a
+/// reset while reading the CONNACK arrives as a "deserialization" error).
+fn io_error(error: &ConnectionError) -> Option<&std::io::Error> {
+    use rumqttc::v5::mqttbytes::Error as PacketError;
     match error {
-        ConnectionError::Io(e) | ConnectionError::MqttState(StateError::Io(e)) => {
-            matches!(
-                e.kind(),
-                UnexpectedEof | ConnectionReset | ConnectionAborted | BrokenPipe
-            )
-        }
-        ConnectionError::MqttState(StateError::ConnectionAborted) => true,
-        ConnectionError::NotConnAck(_)
-        | ConnectionError::MqttState(StateError::Deserialization(_)) => true,
-        _ => false,
+        ConnectionError::Io(e)
+        | ConnectionError::MqttState(StateError::Io(e))
+        | ConnectionError::MqttState(StateError::Deserialization(PacketError::Io(e))) => Some(e),
+        _ => None,
     }
 }
 
@@ -314,8 +327,10 @@ fn describe(
     client_id: &str,
     was_connected: bool,
 ) -> (String, bool) {
-    use std::io::ErrorKind;
     let broker = format!("{host}:{port}");
+    if let Some(e) = io_error(error) {
+        return (describe_io(e, &broker, host, was_connected), false);
+    }
     match error {
         ConnectionError::ConnectionRefused(code) => {
             let (what, fatal) = match code {
@@ -377,34 +392,6 @@ fn describe(
             format!("a message of {pkt_size} bytes exceeded the {max}-byte limit; reconnecting"),
             false,
         ),
-        ConnectionError::Io(e) | ConnectionError::MqttState(StateError::Io(e)) => match e.kind() {
-            ErrorKind::ConnectionRefused => (
-                format!(
-                    "cannot connect to broker {broker}: connection refused (is the broker running and is the URL right?)"
-                ),
-                false,
-            ),
-            ErrorKind::UnexpectedEof
-            | ErrorKind::ConnectionReset
-            | ErrorKind::ConnectionAborted
-            | ErrorKind::BrokenPipe
-                if !was_connected =>
-            {
-                (
-                    format!(
-                        "broker {broker} closed the connection before answering the MQTT 5 CONNECT \
-                         (restarting, full, or it rejects this client or MQTT 5)"
-                    ),
-                    false,
-                )
-            }
-            _ if e.to_string().contains("failed to lookup")
-                || e.to_string().contains("Name or service") =>
-            {
-                (format!("cannot resolve broker host {host:?}: {e}"), false)
-            }
-            _ => (format!("connection to broker {broker} lost: {e}"), false),
-        },
         ConnectionError::MqttState(StateError::ConnectionAborted) if !was_connected => (
             format!(
                 "broker {broker} closed the connection before answering the MQTT 5 CONNECT \
@@ -436,6 +423,33 @@ fn describe(
             format!("connection to broker {broker} lost: {other}"),
             false,
         ),
+    }
+}
+
+/// An I/O failure in words; never certain to repeat.
+fn describe_io(e: &std::io::Error, broker: &str, host: &str, was_connected: bool) -> String {
+    use std::io::ErrorKind;
+    match e.kind() {
+        ErrorKind::ConnectionRefused => format!(
+            "cannot connect to broker {broker}: connection refused (is the broker running and is the URL right?)"
+        ),
+        ErrorKind::UnexpectedEof
+        | ErrorKind::ConnectionReset
+        | ErrorKind::ConnectionAborted
+        | ErrorKind::BrokenPipe
+            if !was_connected =>
+        {
+            format!(
+                "broker {broker} closed the connection before answering the MQTT 5 CONNECT \
+                 (restarting, full, or it rejects this client or MQTT 5)"
+            )
+        }
+        _ if e.to_string().contains("failed to lookup")
+            || e.to_string().contains("Name or service") =>
+        {
+            format!("cannot resolve broker host {host:?}: {e}")
+        }
+        _ => format!("connection to broker {broker} lost: {e}"),
     }
 }
 

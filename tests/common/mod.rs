@@ -152,6 +152,18 @@ impl TestEngine {
             .await;
     }
 
+    /// Returns at once if the last connection state seen is connected,
+    /// else waits until it is.
+    pub async fn ensure_connected(&mut self) {
+        if !self
+            .connections
+            .last()
+            .is_some_and(ConnectionState::is_ready)
+        {
+            self.connected().await;
+        }
+    }
+
     /// Waits for the end of the next request on `relay`.
     pub async fn finished(&mut self, relay: usize, within: Duration) -> AuditEntry {
         let deadline = Instant::now() + within;
@@ -191,5 +203,102 @@ impl TestEngine {
             rest.push(event);
         }
         rest
+    }
+}
+
+/// A request as a [`ScriptedDevice`] received it.
+#[derive(Debug, Clone)]
+pub struct Received {
+    /// The payload.
+    pub payload: String,
+    /// Where to answer.
+    pub response_topic: Option<String>,
+    /// The request's correlation data.
+    pub correlation: Option<bytes::Bytes>,
+    /// Its user properties.
+    pub user_properties: Vec<(String, String)>,
+}
+
+/// A device whose answers the test writes by hand: it receives requests on
+/// one topic and answers only when told, in whatever order the test likes
+/// (answers overtaking each other, answers after the timeout).
+pub struct ScriptedDevice {
+    client: rumqttc::v5::AsyncClient,
+    requests: mpsc::UnboundedReceiver<Received>,
+}
+
+impl ScriptedDevice {
+    /// Connects to `url` and subscribes to `topic`; returns once subscribed.
+    pub async fn start(url: &str, topic: &str) -> Self {
+        use rumqttc::v5::mqttbytes::QoS;
+        use rumqttc::v5::mqttbytes::v5::Packet;
+        let broker = Config::new(url).broker;
+        let id = relay_panel::protocol::random_client_id("scripted-device");
+        let (client, mut eventloop) = relay_panel::mqtt::client(&broker, &id).unwrap();
+        let (tx, requests) = mpsc::unbounded_channel();
+        let (subscribed_tx, subscribed) = tokio::sync::oneshot::channel();
+        let mut subscribed_tx = Some(subscribed_tx);
+        client.subscribe(topic, QoS::AtLeastOnce).await.unwrap();
+        tokio::spawn(async move {
+            loop {
+                match eventloop.poll().await {
+                    Ok(rumqttc::v5::Event::Incoming(Packet::SubAck(_))) => {
+                        if let Some(tx) = subscribed_tx.take() {
+                            let _ = tx.send(());
+                        }
+                    }
+                    Ok(rumqttc::v5::Event::Incoming(Packet::Publish(p))) => {
+                        let props = p.properties.unwrap_or_default();
+                        let _ = tx.send(Received {
+                            payload: String::from_utf8_lossy(&p.payload).into_owned(),
+                            response_topic: props.response_topic,
+                            correlation: props.correlation_data,
+                            user_properties: props.user_properties,
+                        });
+                    }
+                    Ok(_) => {}
+                    Err(_) => return,
+                }
+            }
+        });
+        tokio::time::timeout(Duration::from_secs(10), subscribed)
+            .await
+            .expect("scripted device subscribed")
+            .unwrap();
+        ScriptedDevice { client, requests }
+    }
+
+    /// The next request, failing the test after `within`.
+    pub async fn request(&mut self, within: Duration) -> Received {
+        tokio::time::timeout(within, self.requests.recv())
+            .await
+            .expect("a request reached the device")
+            .expect("device running")
+    }
+
+    /// Whether a request arrives within `within`.
+    pub async fn any_request(&mut self, within: Duration) -> Option<Received> {
+        tokio::time::timeout(within, self.requests.recv())
+            .await
+            .ok()
+            .flatten()
+    }
+
+    /// Answers `request` with `payload`, per the wire contract.
+    pub async fn answer(&self, request: &Received, payload: &str) {
+        let properties = rumqttc::v5::mqttbytes::v5::PublishProperties {
+            correlation_data: request.correlation.clone(),
+            ..Default::default()
+        };
+        self.client
+            .publish_with_properties(
+                request.response_topic.clone().expect("a response topic"),
+                rumqttc::v5::mqttbytes::QoS::AtLeastOnce,
+                false,
+                payload.to_owned(),
+                properties,
+            )
+            .await
+            .unwrap();
     }
 }
