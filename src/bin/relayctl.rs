@@ -255,12 +255,15 @@ fn entry_json(entry: &AuditEntry) -> serde_json::Map<String, Value> {
     object.insert("action".into(), json!(entry.action));
     object.insert("outcome".into(), json!(entry.outcome));
     object.insert("state".into(), json!(entry.state));
-    object.insert(
-        "rtt_ms".into(),
-        json!(entry.rtt.map(|d| d.as_secs_f64() * 1000.0)),
-    );
+    object.insert("rtt_ms".into(), json!(entry.rtt.map(millis)));
     object.insert("detail".into(), json!(entry.detail));
     object
+}
+
+/// Milliseconds to the microsecond, as JSON prints them (`1.234`, not
+/// `1.2340000000000002`).
+fn millis(duration: Duration) -> f64 {
+    duration.as_micros() as f64 / 1000.0
 }
 
 /// Prints one line on stdout and flushes it; a closed stdout is not worth
@@ -950,7 +953,7 @@ mod watch {
                             "relay": relay.id,
                             "state": ack.map(|a| a.state),
                             "acknowledged_at_ms": ack.map(|a| unix_ms(a.at)),
-                            "rtt_ms": ack.map(|a| a.rtt.as_secs_f64() * 1000.0),
+                            "rtt_ms": ack.map(|a| millis(a.rtt)),
                             "late": ack.map(|a| a.late),
                             "restored": ack.map(|a| a.restored),
                             "pending": status.is_pending(),
