@@ -322,7 +322,7 @@ fn request(args: &Args, id: &str, action: Action) -> anyhow::Result<(Config, Aud
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    runtime.block_on(async {
+    let ended = runtime.block_on(async {
         let (handle, mut events) = spawn_engine(&config, args)?;
         let ended = request_once(&handle, &mut events, &config, index, action).await;
         handle.shutdown();
@@ -338,11 +338,12 @@ fn request(args: &Args, id: &str, action: Action) -> anyhow::Result<(Config, Aud
         })
         .await;
         match ended {
-            Ok(entry) => Ok((config.clone(), entry)),
+            Ok(entry) => Ok(entry),
             Err(Ended::Failed(reason)) => Err(anyhow::Error::msg(reason)),
             Err(Ended::Other(e)) => Err(e),
         }
-    })
+    });
+    ended.map(|entry| (config, entry))
 }
 
 /// Why a one-shot request ended without an outcome.
