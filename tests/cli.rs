@@ -3,7 +3,7 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{Mosquitto, config, devices};
@@ -16,15 +16,43 @@ fn write_config(dir: &Path, config: &Config) -> std::path::PathBuf {
     path
 }
 
-fn relayctl(config: &Path, data: &Path, args: &[&str]) -> Output {
+/// Longest a relayctl run may take before the test kills it and fails.
+const RUN_LIMIT: Duration = Duration::from_secs(30);
+
+/// Starts relayctl with its output piped.
+fn spawn_relayctl(config: &Path, data: &Path, args: &[&str]) -> Child {
     Command::new(env!("CARGO_BIN_EXE_relayctl"))
         .arg("--config")
         .arg(config)
         .arg("--data-dir")
         .arg(data)
         .args(args)
-        .output()
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
         .unwrap()
+}
+
+/// Waits for a relayctl run to end; kills it and fails the test after
+/// [`RUN_LIMIT`] (a hanging relayctl must not hang the test).
+fn finish(child: Child) -> Output {
+    let pid = child.id();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    match rx.recv_timeout(RUN_LIMIT) {
+        Ok(output) => output.unwrap(),
+        Err(_) => {
+            let _ = Command::new("kill").arg("-9").arg(pid.to_string()).status();
+            panic!("relayctl did not exit within {RUN_LIMIT:?}");
+        }
+    }
+}
+
+fn relayctl(config: &Path, data: &Path, args: &[&str]) -> Output {
+    finish(spawn_relayctl(config, data, args))
 }
 
 fn text(bytes: &[u8]) -> String {
@@ -114,7 +142,7 @@ async fn relayctl_no_response_exits_2() {
 }
 
 /// Usage, configuration and connection problems exit 1 with a message
-/// that says what to do.
+/// that says what to do, within seconds.
 #[test]
 fn relayctl_errors_exit_1_with_a_reason() {
     let dir = tempfile::tempdir().unwrap();
@@ -126,16 +154,20 @@ fn relayctl_errors_exit_1_with_a_reason() {
         .unwrap()
         .port();
     let path = write_config(dir.path(), &config(&format!("mqtt://127.0.0.1:{port}"), 1));
+    // No broker listening: waits out its connect wait (5 s), then names the
+    // broker and the last reason seen.
     let started = Instant::now();
     let out = relayctl(&path, &data, &["set", "r0", "on"]);
     assert_eq!(out.status.code(), Some(1));
     let stderr = text(&out.stderr);
     assert!(
-        stderr.contains("connection refused") && stderr.contains(&port.to_string()),
+        stderr.contains("within 5 s")
+            && stderr.contains("connection refused")
+            && stderr.contains(&port.to_string()),
         "{stderr}"
     );
     assert!(
-        started.elapsed() < Duration::from_secs(5),
+        started.elapsed() < Duration::from_secs(8),
         "{:?}",
         started.elapsed()
     );
@@ -173,9 +205,12 @@ fn relayctl_errors_exit_1_with_a_reason() {
         text(&out.stderr)
     );
 
-    // Bad usage.
+    // Bad usage: 1 as well (clap's own 2 would read as "no response").
     let out = relayctl(&path, &data, &["set", "r0", "maybe"]);
-    assert_ne!(out.status.code(), Some(0));
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("maybe"), "{}", text(&out.stderr));
+    let out = relayctl(&path, &data, &["--version"]);
+    assert_eq!(out.status.code(), Some(0));
 }
 
 /// `RELAY_PANEL_CONFIG` names the configuration when `--config` is absent.
@@ -340,5 +375,307 @@ async fn full_disk_keeps_what_was_stored_and_says_so() {
     assert!(
         r0.contains("ON"),
         "what was stored before is kept: {status}"
+    );
+}
+
+/// A "device" that answers every request on `topic` with `payload`,
+/// copying Correlation Data to the Response Topic (a relay stuck in one
+/// state). Returns once it is subscribed.
+async fn stuck_device(port: u16, topic: &str, payload: &'static str) {
+    use rumqttc::v5::mqttbytes::QoS;
+    use rumqttc::v5::mqttbytes::v5::{Packet, PublishProperties};
+    use rumqttc::v5::{AsyncClient, Event as MqttEvent, MqttOptions};
+
+    let id = format!("stuck-device-{:08x}", rand::random::<u32>());
+    let (client, mut eventloop) = AsyncClient::new(MqttOptions::new(id, "127.0.0.1", port), 64);
+    client.subscribe(topic, QoS::AtLeastOnce).await.unwrap();
+    tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            match eventloop.poll().await {
+                Ok(MqttEvent::Incoming(Packet::SubAck(_))) => return,
+                Ok(_) => {}
+                Err(e) => panic!("stuck device: {e}"),
+            }
+        }
+    })
+    .await
+    .expect("stuck device subscribed");
+    tokio::spawn(async move {
+        while let Ok(event) = eventloop.poll().await {
+            let MqttEvent::Incoming(Packet::Publish(request)) = event else {
+                continue;
+            };
+            let properties = request.properties.unwrap_or_default();
+            let Some(response_topic) = properties.response_topic else {
+                continue;
+            };
+            let reply = PublishProperties {
+                correlation_data: properties.correlation_data,
+                ..Default::default()
+            };
+            let _ = client.try_publish_with_properties(
+                response_topic,
+                QoS::AtLeastOnce,
+                false,
+                payload,
+                reply,
+            );
+        }
+    });
+}
+
+/// Asked on, the device reports off: exit 3 with both states named (stderr
+/// in text mode, nothing on stdout), and in JSON the reported state and
+/// exit code 3. Asked off, the same device confirms: exit 0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn device_reporting_the_other_state_exits_3() {
+    let broker = Mosquitto::start();
+    let dir = tempfile::tempdir().unwrap();
+    let config = config(&broker.url(), 1);
+    let path = write_config(dir.path(), &config);
+    stuck_device(broker.port, &config.relays[0].request_topic, "0").await;
+    let data = dir.path().join("data");
+
+    let out = relayctl(&path, &data, &["set", "r0", "on"]);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(
+        stderr.contains("asked on") && stderr.contains("device reports off"),
+        "{stderr}"
+    );
+    assert!(text(&out.stdout).is_empty(), "{}", text(&out.stdout));
+
+    let out = relayctl(&path, &data, &["--json", "set", "r0", "on"]);
+    let json = one_json_object(&out);
+    assert_eq!(out.status.code(), Some(3));
+    assert_eq!(
+        (&json["action"], &json["state"], &json["exit_code"]),
+        (&"on".into(), &"off".into(), &3.into()),
+        "{json}"
+    );
+
+    let out = relayctl(&path, &data, &["set", "r0", "off"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).starts_with("r0 off (confirmed in "));
+}
+
+/// The one JSON object a `--json` run printed, checked to be exactly one
+/// (one line, nothing else on stdout) with every documented field and the
+/// process's exit code in `exit_code`.
+fn one_json_object(out: &Output) -> serde_json::Value {
+    let stdout = text(&out.stdout);
+    assert_eq!(stdout.lines().count(), 1, "one line: {stdout:?}");
+    let mut values = serde_json::Deserializer::from_str(&stdout).into_iter::<serde_json::Value>();
+    let json = values
+        .next()
+        .expect("a JSON value on stdout")
+        .unwrap_or_else(|e| panic!("{e}: {stdout}"));
+    assert!(values.next().is_none(), "exactly one value: {stdout}");
+    for field in [
+        "relay",
+        "action",
+        "outcome",
+        "state",
+        "rtt_ms",
+        "detail",
+        "exit_code",
+    ] {
+        assert!(json.get(field).is_some(), "{field} missing: {json}");
+    }
+    assert_eq!(
+        json["exit_code"].as_i64(),
+        out.status.code().map(i64::from),
+        "{json}"
+    );
+    json
+}
+
+/// `--json`: exactly one JSON object on stdout for every outcome of `set`
+/// and `get` — confirmed (0), no response (2), and the errors that happen
+/// before or without a request (1): unknown relay id, no configuration
+/// file, an invalid configuration, no broker listening.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_prints_exactly_one_object_for_every_outcome() {
+    let broker = Mosquitto::start();
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    // No broker: started first, it waits out its 5 s while the rest runs.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let nowhere = dir.path().join("nowhere.toml");
+    config(&format!("mqtt://127.0.0.1:{port}"), 1)
+        .save(&nowhere)
+        .unwrap();
+    let no_broker = spawn_relayctl(
+        &nowhere,
+        &dir.path().join("data-2"),
+        &["--json", "set", "r0", "on"],
+    );
+
+    let config = config(&broker.url(), 2);
+    let path = write_config(dir.path(), &config);
+    // A device for r0 only: r1 never answers.
+    let mut answered = config.clone();
+    answered.relays.truncate(1);
+    let (_devices, _) = devices(&answered, Faults::default()).await;
+
+    let out = relayctl(&path, &data, &["--json", "set", "r0", "on"]);
+    let json = one_json_object(&out);
+    assert_eq!(out.status.code(), Some(0), "{json}");
+    assert_eq!(
+        (&json["outcome"], &json["state"]),
+        (&"confirmed".into(), &"on".into())
+    );
+
+    let out = relayctl(&path, &data, &["--json", "get", "r0"]);
+    let json = one_json_object(&out);
+    assert_eq!(out.status.code(), Some(0), "{json}");
+    assert_eq!(
+        (&json["action"], &json["state"]),
+        (&"query".into(), &"on".into())
+    );
+
+    let out = relayctl(
+        &path,
+        &data,
+        &["--json", "--timeout-ms", "200", "set", "r1", "on"],
+    );
+    let json = one_json_object(&out);
+    assert_eq!(out.status.code(), Some(2), "{json}");
+    assert_eq!(
+        (&json["outcome"], &json["state"]),
+        (&"no response".into(), &serde_json::Value::Null)
+    );
+
+    let error = |out: &Output, relay: &str, action: &str, says: &str| {
+        let json = one_json_object(out);
+        assert_eq!(out.status.code(), Some(1), "{json}");
+        assert_eq!(json["outcome"], "error", "{json}");
+        assert_eq!(
+            (json["relay"].as_str(), json["action"].as_str()),
+            (Some(relay), Some(action))
+        );
+        assert_eq!(
+            (&json["state"], &json["rtt_ms"]),
+            (&serde_json::Value::Null, &serde_json::Value::Null)
+        );
+        let detail = json["detail"].as_str().unwrap_or_default();
+        assert!(detail.contains(says), "{detail}");
+        assert!(
+            text(&out.stderr).is_empty(),
+            "the object carries the reason: {}",
+            text(&out.stderr)
+        );
+    };
+    let out = relayctl(&path, &data, &["--json", "set", "nope", "off"]);
+    error(&out, "nope", "off", "no relay \"nope\"");
+    let out = relayctl(&path, &data, &["--json", "get", "nope"]);
+    error(&out, "nope", "query", "known ids: r0, r1");
+    let missing = dir.path().join("missing.toml");
+    let out = relayctl(&missing, &data, &["--json", "set", "r0", "on"]);
+    error(&out, "r0", "on", "no configuration at");
+    let broken = dir.path().join("broken.toml");
+    std::fs::write(
+        &broken,
+        "[broker]\nurl = \"mqtt://h\"\n[[relay]]\nid = \"a\"\nrequest_topic = \"x/#\"\n",
+    )
+    .unwrap();
+    let out = relayctl(&broken, &data, &["--json", "get", "a"]);
+    error(&out, "a", "query", "wildcard");
+
+    let out = finish(no_broker);
+    error(&out, "r0", "on", "within 5 s");
+    let detail = one_json_object(&out)["detail"].as_str().unwrap().to_owned();
+    assert!(
+        detail.contains(&port.to_string()),
+        "names the broker: {detail}"
+    );
+}
+
+/// Forwards every connection accepted on `listener` to the broker on
+/// `port` (a broker that comes up when the listener is bound).
+fn forward(listener: std::net::TcpListener, port: u16) {
+    use std::net::{Shutdown, TcpStream};
+    let pipe = |mut from: TcpStream, mut to: TcpStream| {
+        std::thread::spawn(move || {
+            let _ = std::io::copy(&mut from, &mut to);
+            let _ = to.shutdown(Shutdown::Write);
+        });
+    };
+    std::thread::spawn(move || {
+        for client in listener.incoming() {
+            let Ok(client) = client else { return };
+            let Ok(broker) = TcpStream::connect(("127.0.0.1", port)) else {
+                return;
+            };
+            let _ = (client.set_nodelay(true), broker.set_nodelay(true));
+            pipe(client.try_clone().unwrap(), broker.try_clone().unwrap());
+            pipe(broker, client);
+        }
+    });
+}
+
+/// A broker that comes up 1.5 s after `relayctl set` started: relayctl
+/// keeps waiting through the reconnects (its connect wait is 5 s) and the
+/// request is confirmed. (It used to give up after three reconnect events.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn set_waits_for_a_broker_that_comes_up_late() {
+    let broker = Mosquitto::start();
+    let dir = tempfile::tempdir().unwrap();
+    let config = config(&broker.url(), 1);
+    // The devices are subscribed through the real port from the start;
+    // relayctl is pointed at a port where nothing listens yet.
+    let (_devices, _) = devices(&config, Faults::default()).await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut late = config.clone();
+    late.broker.url = format!("mqtt://127.0.0.1:{port}");
+    let path = write_config(dir.path(), &late);
+
+    let started = Instant::now();
+    let child = spawn_relayctl(&path, &dir.path().join("data"), &["set", "r0", "on"]);
+    std::thread::sleep(Duration::from_millis(1500));
+    forward(
+        std::net::TcpListener::bind(("127.0.0.1", port)).unwrap(),
+        broker.port,
+    );
+    let out = finish(child);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).starts_with("r0 on (confirmed in "),
+        "{}",
+        text(&out.stdout)
+    );
+    assert!(started.elapsed() >= Duration::from_millis(1500));
+}
+
+/// A certain failure (the broker refuses this client) ends relayctl at
+/// once with exit 1 and the broker's reason, without waiting out the
+/// connect wait.
+#[test]
+fn refused_connection_exits_1_at_once() {
+    let broker = Mosquitto::start_with("allow_anonymous false\n");
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_config(dir.path(), &config(&broker.url(), 1));
+    let started = Instant::now();
+    let out = relayctl(
+        &path,
+        &dir.path().join("data"),
+        &["--json", "set", "r0", "on"],
+    );
+    let json = one_json_object(&out);
+    assert_eq!(out.status.code(), Some(1), "{json}");
+    let detail = json["detail"].as_str().unwrap_or_default();
+    assert!(detail.contains("refused"), "{detail}");
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
     );
 }

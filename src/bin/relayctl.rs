@@ -1,16 +1,24 @@
 //! `relayctl`: switch, query and inspect relays from scripts.
+//!
+//! `set` / `get` are one-shot: connect, send one request, print its
+//! outcome, exit with a code that says whether the device confirmed.
+//! `watch` keeps one connection open, reads commands on stdin and prints
+//! one line per event, for scripts that switch many times.
 
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 use clap::{Parser, Subcommand};
-use relay_panel::config::Config;
-use relay_panel::engine::{self, ConnectionState, EngineOptions, Event};
+use relay_panel::config::{Config, ConfigError};
+use relay_panel::engine::{self, ConnectionState, EngineHandle, EngineOptions, Event, Events};
 use relay_panel::paths;
-use relay_panel::protocol::Action;
-use relay_panel::relay::{format_age, format_rtt, format_time};
+use relay_panel::protocol::{Action, RelayState};
+use relay_panel::relay::{Phase, RelayStatus, format_age, format_rtt, format_time};
 use relay_panel::store::{AuditEntry, Store};
+use serde_json::{Value, json};
+use tokio::time::Instant;
 
 /// Exit code: the device confirmed.
 const CONFIRMED: u8 = 0;
@@ -18,18 +26,31 @@ const CONFIRMED: u8 = 0;
 const ERROR: u8 = 1;
 /// Exit code: no response within the timeout.
 const NO_RESPONSE: u8 = 2;
-/// Exit code: the device answered with an error.
+/// Exit code: the device answered with an error, or reports the other
+/// state than the one asked for.
 const DEVICE_ERROR: u8 = 3;
-/// Longest wait for the broker before giving up.
+/// Longest wait for the broker (connected and subscribed) before giving up.
 const CONNECT_WAIT: Duration = Duration::from_secs(5);
+/// Slack on top of a request's own timeout before relayctl stops waiting
+/// for the engine to end it (the engine ends it at the timeout; this only
+/// bounds the wait should it not).
+const ANSWER_SLACK: Duration = Duration::from_secs(2);
+/// Longest wait for the engine to disconnect and flush the store at exit.
+const SHUTDOWN_WAIT: Duration = Duration::from_secs(5);
+/// The same after the connection failed for certain: nothing is in flight
+/// and nothing is left to send, so a slow stop only delays the exit.
+const SHUTDOWN_WAIT_FAILED: Duration = Duration::from_secs(1);
 
 /// Switch and query relays over MQTT 5; every state printed was confirmed by
 /// the device through a correlated response.
 #[derive(Parser, Debug)]
 #[command(
     version,
-    after_help = "Exit codes: 0 confirmed, 2 no response in time, 3 device error, 1 anything else (usage, configuration, connection).\n\n\
-Examples:\n  relayctl set pump-1 on\n  relayctl --json get pump-1\n  relayctl status\n  relayctl log -n 50"
+    after_help = "Exit codes: 0 confirmed, 2 no response in time, 3 device error or the device reports the other state, \
+1 anything else (usage, configuration, connection).\n\
+With --json, set and get print exactly one JSON object on stdout, whatever the outcome.\n\n\
+Examples:\n  relayctl set pump-1 on\n  relayctl --json get pump-1\n  relayctl status\n  relayctl log -n 50\n  \
+relayctl watch --json    # then type: set pump-1 on | get pump-1 | status"
 )]
 struct Args {
     /// Configuration file (default: $RELAY_PANEL_CONFIG, else config.toml in the platform config dir).
@@ -71,6 +92,10 @@ enum Cmd {
         #[arg(short = 'n', long, default_value_t = 20)]
         count: usize,
     },
+    /// Stay connected, read commands on stdin (`set ID on|off`, `get ID`,
+    /// `status`, one per line) and print one line per event (one JSON
+    /// object per line with --json). Ends at end of input or Ctrl+C.
+    Watch,
     /// Chaos soak: runs its own Mosquitto and misbehaving simulated devices,
     /// sends many requests and checks every confirmation against what the
     /// devices really did. Needs `mosquitto` installed; ignores --config.
@@ -98,17 +123,35 @@ fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
-    let args = Args::parse();
-    match run(args) {
-        Ok(code) => ExitCode::from(code),
+    // Usage errors exit 1 like every other error: clap's own code, 2,
+    // would read as "no response" to a script.
+    let args = match Args::try_parse() {
+        Ok(args) => args,
         Err(e) => {
-            eprintln!("relayctl: {e:#}");
-            ExitCode::from(ERROR)
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { ERROR } else { CONFIRMED });
         }
-    }
+    };
+    let code = match &args.command {
+        Cmd::Set { id, state } => {
+            let action = Action::parse(state).unwrap_or(Action::Off);
+            one_shot(&args, id, action)
+        }
+        Cmd::Get { id } => one_shot(&args, id, Action::Query),
+        Cmd::Watch => watch::run(&args),
+        _ => match run(&args) {
+            Ok(code) => code,
+            Err(e) => {
+                eprintln!("relayctl: {e:#}");
+                ERROR
+            }
+        },
+    };
+    ExitCode::from(code)
 }
 
-fn run(args: Args) -> anyhow::Result<u8> {
+/// `status`, `log` and `soak`.
+fn run(args: &Args) -> anyhow::Result<u8> {
     if let Cmd::Soak {
         requests,
         relays,
@@ -118,15 +161,22 @@ fn run(args: Args) -> anyhow::Result<u8> {
     {
         return soak(requests, relays, outages, seed);
     }
+    let config = load_config(args)?;
+    let data_dir = paths::data_dir(args.data_dir.clone());
+    match &args.command {
+        Cmd::Status => status(args, &config, &data_dir),
+        Cmd::Log { count } => log(args, &data_dir, *count),
+        _ => unreachable!("set, get, watch and soak are handled elsewhere"),
+    }
+}
+
+/// Loads the configuration named by `--config` or the environment, with a
+/// hint when there is none, and applies `--timeout-ms` to every relay.
+fn load_config(args: &Args) -> anyhow::Result<Config> {
     let path = paths::config_path(args.config.clone());
     let mut config = match Config::load(&path) {
-        Ok(config) => {
-            if let Some(warning) = config.permission_warning(&path) {
-                eprintln!("relayctl: warning: {warning}");
-            }
-            config
-        }
-        Err(relay_panel::config::ConfigError::Read { path, source })
+        Ok(config) => config,
+        Err(ConfigError::Read { path, source })
             if source.kind() == std::io::ErrorKind::NotFound =>
         {
             anyhow::bail!(
@@ -136,45 +186,133 @@ fn run(args: Args) -> anyhow::Result<u8> {
         }
         Err(e) => return Err(e.into()),
     };
-    let data_dir = paths::data_dir(args.data_dir.clone());
-    match &args.command {
-        Cmd::Set { id, state } => {
-            let action = Action::parse(state).unwrap_or(Action::Off);
-            request(&args, &mut config, data_dir, id, action)
-        }
-        Cmd::Get { id } => request(&args, &mut config, data_dir, id, Action::Query),
-        Cmd::Status => status(&args, &config, &data_dir),
-        Cmd::Log { count } => log(&args, &data_dir, *count),
-        Cmd::Soak { .. } => unreachable!("handled above"),
+    if let Some(warning) = config.permission_warning(&path) {
+        eprintln!("relayctl: warning: {warning}");
     }
+    if let Some(ms) = args.timeout_ms {
+        anyhow::ensure!(ms > 0, "--timeout-ms must be at least 1");
+        for relay in &mut config.relays {
+            relay.timeout_ms = Some(ms);
+        }
+    }
+    Ok(config)
 }
 
-fn find_relay(config: &Config, id: &str) -> anyhow::Result<usize> {
+fn find_relay(config: &Config, id: &str) -> Result<usize, String> {
     config
         .relays
         .iter()
         .position(|r| r.id == id)
         .ok_or_else(|| {
             let known: Vec<&str> = config.relays.iter().map(|r| r.id.as_str()).collect();
-            anyhow::anyhow!(
+            format!(
                 "no relay {id:?} in the configuration; known ids: {}",
                 known.join(", ")
             )
         })
 }
 
-fn request(
-    args: &Args,
-    config: &mut Config,
-    data_dir: PathBuf,
-    id: &str,
-    action: Action,
-) -> anyhow::Result<u8> {
-    let index = find_relay(config, id)?;
-    if let Some(ms) = args.timeout_ms {
-        anyhow::ensure!(ms > 0, "--timeout-ms must be at least 1");
-        config.relays[index].timeout_ms = Some(ms);
+/// Starts the engine the way every relayctl command does: the store in
+/// `data_dir`, its own random client id, no history.
+fn spawn_engine(config: &Config, args: &Args) -> anyhow::Result<(EngineHandle, Events)> {
+    Ok(engine::spawn(EngineOptions {
+        config: std::sync::Arc::new(config.clone()),
+        data_dir: Some(paths::data_dir(args.data_dir.clone())),
+        client_id_prefix: "relayctl".to_owned(),
+        client_id_suffix: true,
+        wake: std::sync::Arc::new(|| {}),
+        history: 0,
+    })?)
+}
+
+/// The exit code `set` / `get` gives for a request that ended this way.
+fn exit_code(entry: &AuditEntry) -> u8 {
+    match entry.outcome.as_str() {
+        "confirmed" if other_state(entry).is_some() => DEVICE_ERROR,
+        "confirmed" => CONFIRMED,
+        "no response" => NO_RESPONSE,
+        "device error" => DEVICE_ERROR,
+        _ => ERROR,
     }
+}
+
+/// The state the device reports when it is not the one a switch asked
+/// for ("asked on, device reports off"); `None` for queries and matches.
+fn other_state(entry: &AuditEntry) -> Option<RelayState> {
+    match (entry.action, entry.state) {
+        (Action::On | Action::Off, Some(state)) if Action::switch_to(state) != entry.action => {
+            Some(state)
+        }
+        _ => None,
+    }
+}
+
+/// The fields every printed request outcome has (`set --json`, and
+/// `watch --json`'s `outcome` and `late` events).
+fn entry_json(entry: &AuditEntry) -> serde_json::Map<String, Value> {
+    let mut object = serde_json::Map::new();
+    object.insert("relay".into(), json!(entry.relay_id));
+    object.insert("action".into(), json!(entry.action));
+    object.insert("outcome".into(), json!(entry.outcome));
+    object.insert("state".into(), json!(entry.state));
+    object.insert("rtt_ms".into(), json!(entry.rtt.map(millis)));
+    object.insert("detail".into(), json!(entry.detail));
+    object
+}
+
+/// Milliseconds to the microsecond, as JSON prints them (`1.234`, not
+/// `1.2340000000000002`).
+fn millis(duration: Duration) -> f64 {
+    duration.as_micros() as f64 / 1000.0
+}
+
+/// Prints one line on stdout and flushes it; a closed stdout is not worth
+/// a panic (the reader has gone).
+fn print_line(line: impl std::fmt::Display) -> std::io::Result<()> {
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{line}")?;
+    out.flush()
+}
+
+/// `set` and `get`: one request, its outcome printed (exactly one JSON
+/// object with `--json`, whatever happens), its exit code returned.
+fn one_shot(args: &Args, id: &str, action: Action) -> u8 {
+    match request(args, id, action) {
+        Ok((config, entry)) => {
+            let code = exit_code(&entry);
+            if args.json {
+                let mut object = entry_json(&entry);
+                object.insert("exit_code".into(), json!(code));
+                let _ = print_line(Value::Object(object));
+            } else {
+                print_outcome(&config, &entry);
+            }
+            code
+        }
+        Err(e) => {
+            if args.json {
+                let _ = print_line(json!({
+                    "relay": id,
+                    "action": action,
+                    "outcome": "error",
+                    "state": null,
+                    "rtt_ms": null,
+                    "detail": format!("{e:#}"),
+                    "exit_code": ERROR,
+                }));
+            } else {
+                eprintln!("relayctl: {e:#}");
+            }
+            ERROR
+        }
+    }
+}
+
+/// Connects (waiting up to [`CONNECT_WAIT`] through reconnects), sends
+/// one request and returns how it ended. Every wait is bounded.
+fn request(args: &Args, id: &str, action: Action) -> anyhow::Result<(Config, AuditEntry)> {
+    let config = load_config(args)?;
+    let index = find_relay(&config, id).map_err(anyhow::Error::msg)?;
     if action == Action::Query && config.relays[index].payload_query.is_none() {
         anyhow::bail!(
             "relay {id} has no payload_query in its configuration, so it cannot be asked; \
@@ -184,99 +322,112 @@ fn request(
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    runtime.block_on(async {
-        let (handle, mut events) = engine::spawn(EngineOptions {
-            config: std::sync::Arc::new(config.clone()),
-            data_dir: Some(data_dir),
-            client_id_prefix: "relayctl".to_owned(),
-            client_id_suffix: true,
-            wake: std::sync::Arc::new(|| {}),
-            history: 0,
-        })?;
-        let started = Instant::now();
-        let mut attempts = 0;
-        let mut result: Option<(u8, AuditEntry)> = None;
-        let mut failure: Option<String> = None;
-        loop {
-            let remaining = CONNECT_WAIT.saturating_sub(started.elapsed());
-            let event = if result.is_some() || failure.is_some() {
-                events.recv().await
-            } else {
-                // The request's own timeout bounds the wait once sent.
-                let limit =
-                    remaining + config.timeout(&config.relays[index]) + Duration::from_secs(1);
-                match tokio::time::timeout(limit, events.recv()).await {
-                    Ok(event) => event,
-                    Err(_) => {
-                        failure = Some(format!(
-                            "no connection to {} within {} s",
-                            config.broker.url,
-                            CONNECT_WAIT.as_secs()
-                        ));
-                        handle.shutdown();
-                        continue;
-                    }
-                }
-            };
-            let Some(event) = event else { break };
-            match event {
-                Event::Connection(ConnectionState::Connected) if result.is_none() => {
-                    handle.request(index, action)
-                }
-                Event::Connection(ConnectionState::Failed { reason }) => {
-                    failure.get_or_insert(reason);
-                    handle.shutdown();
-                }
-                Event::Connection(ConnectionState::Reconnecting { reason, .. })
-                    if result.is_none() =>
-                {
-                    attempts += 1;
-                    if attempts >= 3 || started.elapsed() > CONNECT_WAIT {
-                        failure.get_or_insert(reason);
-                        handle.shutdown();
-                    }
-                }
-                Event::Finished { relay, entry } if relay == index && result.is_none() => {
-                    let code = match entry.outcome.as_str() {
-                        "confirmed" => CONFIRMED,
-                        "no response" => NO_RESPONSE,
-                        "device error" => DEVICE_ERROR,
-                        _ => ERROR,
-                    };
-                    result = Some((code, entry));
-                    handle.shutdown();
-                }
-                Event::Warning(message) => eprintln!("relayctl: warning: {message}"),
-                _ => {}
+    let ended = runtime.block_on(async {
+        let (handle, mut events) = spawn_engine(&config, args)?;
+        let ended = request_once(&handle, &mut events, &config, index, action).await;
+        handle.shutdown();
+        let within = match &ended {
+            Err(Ended::Failed(_)) => SHUTDOWN_WAIT_FAILED,
+            _ => SHUTDOWN_WAIT,
+        };
+        // Warnings may still come (a store write that failed at close).
+        drain(&mut events, within, |event| {
+            if let Event::Warning(message) = event {
+                eprintln!("relayctl: warning: {message}");
             }
+        })
+        .await;
+        match ended {
+            Ok(entry) => Ok(entry),
+            Err(Ended::Failed(reason)) => Err(anyhow::Error::msg(reason)),
+            Err(Ended::Other(e)) => Err(e),
         }
-        match (result, failure) {
-            (Some((code, entry)), _) => {
-                print_outcome(args, config, &entry, code);
-                Ok(code)
-            }
-            (None, Some(reason)) => anyhow::bail!("{reason}"),
-            (None, None) => anyhow::bail!("the engine stopped before the request ended"),
-        }
-    })
+    });
+    ended.map(|entry| (config, entry))
 }
 
-fn print_outcome(args: &Args, config: &Config, entry: &AuditEntry, code: u8) {
-    if args.json {
-        let json = serde_json::json!({
-            "relay": entry.relay_id,
-            "action": entry.action,
-            "outcome": entry.outcome,
-            "state": entry.state,
-            "rtt_ms": entry.rtt.map(|d| d.as_secs_f64() * 1000.0),
-            "detail": entry.detail,
-            "exit_code": code,
-        });
-        println!("{json}");
-        return;
+/// Why a one-shot request ended without an outcome.
+enum Ended {
+    /// The connection failed for certain (its reason).
+    Failed(String),
+    /// No connection in time, or the engine stopped.
+    Other(anyhow::Error),
+}
+
+async fn request_once(
+    handle: &EngineHandle,
+    events: &mut Events,
+    config: &Config,
+    index: usize,
+    action: Action,
+) -> Result<AuditEntry, Ended> {
+    let other = |text: String| Err(Ended::Other(anyhow::Error::msg(text)));
+    // The engine retries on its own; only `Failed` (certain failure) or
+    // the end of the connect wait stops the waiting.
+    let connect_by = Instant::now() + CONNECT_WAIT;
+    let mut last_reason: Option<String> = None;
+    loop {
+        let event = match tokio::time::timeout_at(connect_by, events.recv()).await {
+            Ok(Some(event)) => event,
+            Ok(None) => return other("the engine stopped before connecting".into()),
+            Err(_) => {
+                let why = last_reason
+                    .map(|r| format!(": {r}"))
+                    .unwrap_or_else(|| " (no answer from the broker)".to_owned());
+                return other(format!(
+                    "no connection to {} within {} s{why}",
+                    config.broker.url,
+                    CONNECT_WAIT.as_secs()
+                ));
+            }
+        };
+        match event {
+            Event::Connection(ConnectionState::Connected) => break,
+            Event::Connection(ConnectionState::Reconnecting { reason, .. }) => {
+                last_reason = Some(reason)
+            }
+            Event::Connection(ConnectionState::Failed { reason }) => {
+                return Err(Ended::Failed(reason));
+            }
+            Event::Warning(message) => eprintln!("relayctl: warning: {message}"),
+            _ => {}
+        }
     }
+    handle.request(index, action);
+    // The engine ends the request at its timeout (or at a disconnect).
+    let answer_by = Instant::now() + config.timeout(&config.relays[index]) + ANSWER_SLACK;
+    loop {
+        match tokio::time::timeout_at(answer_by, events.recv()).await {
+            Ok(Some(Event::Finished { relay, entry })) if relay == index => return Ok(entry),
+            Ok(Some(Event::Warning(message))) => eprintln!("relayctl: warning: {message}"),
+            Ok(Some(_)) => {}
+            Ok(None) => return other("the engine stopped before the request ended".into()),
+            Err(_) => return other("the engine did not end the request in time".into()),
+        }
+    }
+}
+
+/// After `shutdown()`: hands every remaining event to `each` until the
+/// engine has stopped, or `within` has passed.
+async fn drain(events: &mut Events, within: Duration, mut each: impl FnMut(Event)) {
+    let stop_by = Instant::now() + within;
+    while let Ok(Some(event)) = tokio::time::timeout_at(stop_by, events.recv()).await {
+        each(event);
+    }
+}
+
+fn print_outcome(config: &Config, entry: &AuditEntry) {
     let id = &entry.relay_id;
     match (entry.outcome.as_str(), entry.state, entry.rtt) {
+        ("confirmed", Some(state), rtt) if other_state(entry).is_some() => {
+            let after = rtt
+                .map(|r| format!(" (answered in {})", format_rtt(r)))
+                .unwrap_or_default();
+            eprintln!(
+                "{id}: asked {}, device reports {state}{after} — the relay is {state}",
+                entry.action
+            );
+        }
         ("confirmed", Some(state), Some(rtt)) => {
             let note = entry
                 .detail
@@ -415,6 +566,520 @@ fn log(args: &Args, data_dir: &std::path::Path, count: usize) -> anyhow::Result<
         );
     }
     Ok(CONFIRMED)
+}
+
+/// `relayctl watch`: one engine, one connection kept through outages,
+/// commands from stdin, one line per event on stdout.
+mod watch {
+    use std::io::BufRead;
+
+    use tokio::sync::mpsc;
+
+    use super::*;
+
+    /// Stdin lines waiting to be handled (the reading thread blocks when
+    /// full, so a large piped script is not held in memory at once).
+    const INPUT_QUEUE: usize = 64;
+
+    /// What one stdin line asks.
+    #[derive(Debug, PartialEq, Eq)]
+    pub(crate) enum Command {
+        /// Switch or query the relay at this index of the configuration.
+        Request {
+            /// Index into `config.relays`.
+            relay: usize,
+            /// What to ask.
+            action: Action,
+        },
+        /// Print every relay's status as the engine last reported it.
+        Status,
+    }
+
+    /// Parses one stdin line: `set ID on|off`, `get ID`, `status`;
+    /// `Ok(None)` for a blank line, `Err` with what is wrong otherwise.
+    pub(crate) fn parse(line: &str, config: &Config) -> Result<Option<Command>, String> {
+        const USAGE: &str = "commands: set ID on|off, get ID, status";
+        let words: Vec<&str> = line.split_whitespace().collect();
+        let command = match words.as_slice() {
+            [] => return Ok(None),
+            ["status"] => Command::Status,
+            ["set", id, state] => {
+                let action = match *state {
+                    "on" => Action::On,
+                    "off" => Action::Off,
+                    other => return Err(format!("set {id}: {other:?} is neither on nor off")),
+                };
+                Command::Request {
+                    relay: find_relay(config, id)?,
+                    action,
+                }
+            }
+            ["get", id] => Command::Request {
+                relay: find_relay(config, id)?,
+                action: Action::Query,
+            },
+            ["set"] | ["set", _] => {
+                return Err("set needs a relay id and on|off: set ID on|off".into());
+            }
+            ["get"] => return Err("get needs a relay id: get ID".into()),
+            [verb @ ("set" | "get" | "status"), ..] => {
+                return Err(format!("too many words for {verb}; {USAGE}"));
+            }
+            [verb, ..] => return Err(format!("unknown command {verb:?}; {USAGE}")),
+        };
+        Ok(Some(command))
+    }
+
+    /// Why the watch ended.
+    enum End {
+        /// End of input, or Ctrl+C / SIGTERM: exit 0.
+        Asked,
+        /// The connection failed for certain (exit 1, reason on stderr).
+        Failed(String),
+        /// The engine's event stream ended on its own.
+        EngineStopped,
+        /// Stdout could not be written (the reader went away).
+        Output(std::io::Error),
+    }
+
+    /// The watch's state between events.
+    struct Watcher {
+        /// Broker and relays (with `--timeout-ms` applied).
+        config: Config,
+        /// One JSON object per line instead of text.
+        json: bool,
+        /// The way in to the engine.
+        handle: EngineHandle,
+        /// Each relay's status from the engine's latest `Relay` event, for
+        /// the `status` command (same order as `config.relays`).
+        statuses: Vec<RelayStatus>,
+        /// Requests sent whose outcome has not arrived: at end of input the
+        /// watch waits for them (bounded by their timeouts).
+        in_flight: usize,
+    }
+
+    /// Runs `relayctl watch`; returns the exit code.
+    pub(crate) fn run(args: &Args) -> u8 {
+        let started = load_config(args).and_then(|config| {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            let lines = read_stdin()?;
+            Ok((config, runtime, lines))
+        });
+        let (config, runtime, lines) = match started {
+            Ok(started) => started,
+            Err(e) => return cannot_start(args, e),
+        };
+        runtime.block_on(async {
+            let (handle, events) = match spawn_engine(&config, args) {
+                Ok(engine) => engine,
+                Err(e) => return cannot_start(args, e),
+            };
+            let watcher = Watcher {
+                statuses: vec![RelayStatus::default(); config.relays.len()],
+                config,
+                json: args.json,
+                handle,
+                in_flight: 0,
+            };
+            watcher.run(events, lines).await
+        })
+    }
+
+    fn cannot_start(args: &Args, e: anyhow::Error) -> u8 {
+        if args.json {
+            let _ = print_line(json!({"event": "error", "message": format!("{e:#}")}));
+        }
+        eprintln!("relayctl: {e:#}");
+        ERROR
+    }
+
+    /// Stdin, line by line, from a thread of its own (blocking reads; the
+    /// process may exit while it waits). The channel closes at end of input.
+    fn read_stdin() -> anyhow::Result<mpsc::Receiver<String>> {
+        let (tx, rx) = mpsc::channel(INPUT_QUEUE);
+        std::thread::Builder::new()
+            .name("relayctl-stdin".into())
+            .spawn(move || {
+                let mut input = std::io::stdin().lock();
+                let mut line = Vec::new();
+                loop {
+                    line.clear();
+                    match input.read_until(b'\n', &mut line) {
+                        Ok(0) | Err(_) => return,
+                        Ok(_) => {
+                            let text = String::from_utf8_lossy(&line).into_owned();
+                            if tx.blocking_send(text).is_err() {
+                                return;
+                            }
+                        }
+                    }
+                }
+            })
+            .map_err(|e| anyhow::anyhow!("cannot start the thread that reads stdin: {e}"))?;
+        Ok(rx)
+    }
+
+    /// Resolves at Ctrl+C (SIGINT) or SIGTERM.
+    async fn stop_signal() {
+        let interrupt = async {
+            if tokio::signal::ctrl_c().await.is_err() {
+                std::future::pending::<()>().await
+            }
+        };
+        tokio::select! {
+            _ = interrupt => {}
+            _ = terminate() => {}
+        }
+    }
+
+    #[cfg(unix)]
+    async fn terminate() {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                term.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    }
+
+    #[cfg(not(unix))]
+    async fn terminate() {
+        std::future::pending().await
+    }
+
+    async fn sleep_until(deadline: Option<Instant>) {
+        match deadline {
+            Some(deadline) => tokio::time::sleep_until(deadline).await,
+            None => std::future::pending().await,
+        }
+    }
+
+    impl Watcher {
+        async fn run(mut self, mut events: Events, mut lines: mpsc::Receiver<String>) -> u8 {
+            let mut input_open = true;
+            // Set at end of input while requests are in flight.
+            let mut finish_by: Option<Instant> = None;
+            let signal = stop_signal();
+            tokio::pin!(signal);
+            let end = loop {
+                tokio::select! {
+                    _ = &mut signal => break End::Asked,
+                    line = lines.recv(), if input_open => match line {
+                        Some(line) => {
+                            if let Err(e) = self.on_line(&line) {
+                                break End::Output(e);
+                            }
+                        }
+                        None => {
+                            input_open = false;
+                            if self.in_flight == 0 {
+                                break End::Asked;
+                            }
+                            finish_by = Some(Instant::now() + self.longest_timeout() + ANSWER_SLACK);
+                        }
+                    },
+                    event = events.recv() => match event.map(|event| self.on_event(event)) {
+                        None => break End::EngineStopped,
+                        Some(Err(e)) => break End::Output(e),
+                        Some(Ok(Some(reason))) => break End::Failed(reason),
+                        Some(Ok(None)) if !input_open && self.in_flight == 0 => break End::Asked,
+                        Some(Ok(None)) => {}
+                    },
+                    _ = sleep_until(finish_by), if finish_by.is_some() => break End::Asked,
+                }
+            };
+            // Requests still in flight end as "connection lost" and are printed.
+            self.handle.shutdown();
+            let within = match end {
+                End::Failed(_) => SHUTDOWN_WAIT_FAILED,
+                _ => SHUTDOWN_WAIT,
+            };
+            drain(&mut events, within, |event| {
+                let _ = self.on_event(event);
+            })
+            .await;
+            match end {
+                End::Asked => CONFIRMED,
+                End::Failed(reason) => {
+                    eprintln!("relayctl: {reason}");
+                    ERROR
+                }
+                End::EngineStopped => {
+                    eprintln!("relayctl: the engine stopped unexpectedly");
+                    ERROR
+                }
+                End::Output(e) => {
+                    eprintln!("relayctl: cannot write to stdout ({e})");
+                    ERROR
+                }
+            }
+        }
+
+        fn longest_timeout(&self) -> Duration {
+            self.config
+                .relays
+                .iter()
+                .map(|relay| self.config.timeout(relay))
+                .max()
+                .unwrap_or_default()
+        }
+
+        fn on_line(&mut self, line: &str) -> std::io::Result<()> {
+            match parse(line, &self.config) {
+                Ok(None) => Ok(()),
+                Ok(Some(Command::Request { relay, action })) => {
+                    self.in_flight += 1;
+                    self.handle.request(relay, action);
+                    Ok(())
+                }
+                Ok(Some(Command::Status)) => self.print_status(),
+                Err(message) => {
+                    if self.json {
+                        print_line(
+                            json!({"event": "error", "message": message, "line": line.trim()}),
+                        )
+                    } else {
+                        print_line(format_args!("error: {message}"))
+                    }
+                }
+            }
+        }
+
+        /// Prints what the event says; returns the reason when the
+        /// connection failed for certain.
+        fn on_event(&mut self, event: Event) -> std::io::Result<Option<String>> {
+            match event {
+                Event::Connection(state) => {
+                    self.print_connection(&state)?;
+                    if let ConnectionState::Failed { reason } = state {
+                        return Ok(Some(reason));
+                    }
+                }
+                Event::Relay { relay, status } => {
+                    if let Some(slot) = self.statuses.get_mut(relay) {
+                        *slot = status;
+                    }
+                }
+                Event::Finished { entry, .. } => {
+                    self.in_flight = self.in_flight.saturating_sub(1);
+                    if self.json {
+                        let mut object = entry_json(&entry);
+                        object.insert("event".into(), json!("outcome"));
+                        object.insert("exit_code".into(), json!(exit_code(&entry)));
+                        print_line(Value::Object(object))?;
+                    } else {
+                        print_line(outcome_text(&self.config, &entry))?;
+                    }
+                }
+                Event::Late { entry, .. } => {
+                    if self.json {
+                        let mut object = entry_json(&entry);
+                        object.insert("event".into(), json!("late"));
+                        print_line(Value::Object(object))?;
+                    } else {
+                        print_line(outcome_text(&self.config, &entry))?;
+                    }
+                }
+                Event::Warning(message) => {
+                    if self.json {
+                        print_line(json!({"event": "warning", "message": message}))?;
+                    } else {
+                        print_line(format_args!("warning: {message}"))?;
+                    }
+                }
+                Event::Ignored { count, reason } => {
+                    if self.json {
+                        print_line(json!({"event": "ignored", "count": count, "reason": reason}))?;
+                    } else {
+                        print_line(format_args!(
+                            "ignored: {count} response(s) that answered nothing — {reason}"
+                        ))?;
+                    }
+                }
+                // History (none asked for) and anything newer.
+                _ => {}
+            }
+            Ok(None)
+        }
+
+        fn print_connection(&self, state: &ConnectionState) -> std::io::Result<()> {
+            if self.json {
+                // Subscribing is a step of connecting, and the end of the
+                // output says stopped: neither gets a line.
+                let line = match state {
+                    ConnectionState::Connecting => {
+                        json!({"event": "connection", "state": "connecting", "reason": null})
+                    }
+                    ConnectionState::Connected => {
+                        json!({"event": "connection", "state": "connected", "reason": null})
+                    }
+                    ConnectionState::Reconnecting { reason, retry_in } => json!({
+                        "event": "connection",
+                        "state": "reconnecting",
+                        "reason": reason,
+                        "retry_in_ms": retry_in.as_millis() as u64,
+                    }),
+                    ConnectionState::Failed { reason } => {
+                        json!({"event": "connection", "state": "failed", "reason": reason})
+                    }
+                    _ => return Ok(()),
+                };
+                return print_line(line);
+            }
+            match state {
+                ConnectionState::Connecting => print_line("connection: connecting"),
+                ConnectionState::Subscribing => print_line("connection: subscribing"),
+                ConnectionState::Connected => print_line("connection: connected"),
+                ConnectionState::Reconnecting { reason, retry_in } => print_line(format_args!(
+                    "connection: reconnecting in {:.1} s — {reason}",
+                    retry_in.as_secs_f64()
+                )),
+                ConnectionState::Failed { reason } => {
+                    print_line(format_args!("connection: failed — {reason}"))
+                }
+                ConnectionState::Stopped => print_line("connection: stopped"),
+            }
+        }
+
+        fn print_status(&self) -> std::io::Result<()> {
+            let rows = self.config.relays.iter().zip(&self.statuses);
+            if self.json {
+                let relays: Vec<Value> = rows
+                    .map(|(relay, status)| {
+                        let ack = status.last_acknowledged.as_ref();
+                        json!({
+                            "relay": relay.id,
+                            "state": ack.map(|a| a.state),
+                            "acknowledged_at_ms": ack.map(|a| unix_ms(a.at)),
+                            "rtt_ms": ack.map(|a| millis(a.rtt)),
+                            "late": ack.map(|a| a.late),
+                            "restored": ack.map(|a| a.restored),
+                            "pending": status.is_pending(),
+                        })
+                    })
+                    .collect();
+                return print_line(json!({"event": "status", "relays": relays}));
+            }
+            let now = SystemTime::now();
+            for (relay, status) in rows {
+                let known = match &status.last_acknowledged {
+                    Some(ack) => {
+                        let age = now.duration_since(ack.at).unwrap_or_default();
+                        let mut marks = Vec::new();
+                        if ack.late {
+                            marks.push("late answer");
+                        }
+                        if ack.restored {
+                            marks.push("from an earlier session");
+                        }
+                        let marks = if marks.is_empty() {
+                            String::new()
+                        } else {
+                            format!(" ({})", marks.join(", "))
+                        };
+                        format!("{}, acknowledged {}{marks}", ack.state, format_age(age))
+                    }
+                    None => "unknown, never acknowledged".to_owned(),
+                };
+                let pending = match &status.phase {
+                    Phase::Pending { requested, .. } => format!("; pending: asked {requested}"),
+                    _ => String::new(),
+                };
+                print_line(format_args!("status {}: {known}{pending}", relay.id))?;
+            }
+            Ok(())
+        }
+    }
+
+    fn unix_ms(at: SystemTime) -> u64 {
+        at.duration_since(SystemTime::UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0)
+    }
+
+    /// One readable line for a request's outcome or a late answer:
+    /// `pump-1 on: confirmed on in 1.2 ms`.
+    fn outcome_text(config: &Config, entry: &AuditEntry) -> String {
+        let id = &entry.relay_id;
+        let action = entry.action;
+        let note = match other_state(entry) {
+            Some(state) => Some(format!("asked {action}, device reports {state}")),
+            None => entry.detail.clone(),
+        };
+        let note = note.map(|n| format!(" — {n}")).unwrap_or_default();
+        match (entry.outcome.as_str(), entry.state, entry.rtt) {
+            ("no response", _, _) => {
+                let timeout = config
+                    .relay(id)
+                    .map(|r| config.timeout(r))
+                    .unwrap_or_default();
+                format!(
+                    "{id} {action}: no response after {:.1} s{note}",
+                    timeout.as_secs_f64()
+                )
+            }
+            ("confirmed", Some(state), Some(rtt)) => {
+                format!(
+                    "{id} {action}: confirmed {state} in {}{note}",
+                    format_rtt(rtt)
+                )
+            }
+            (outcome, state, rtt) => {
+                let state = state.map(|s| format!(" {s}")).unwrap_or_default();
+                let after = rtt
+                    .map(|r| format!(" after {}", format_rtt(r)))
+                    .unwrap_or_default();
+                format!("{id} {action}: {outcome}{state}{after}{note}")
+            }
+        }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        /// Every stdin line is understood or rejected with a reason; bad
+        /// lines never become requests.
+        #[test]
+        fn parses_commands_and_rejects_bad_lines() {
+            let mut config = Config::new("mqtt://127.0.0.1:1883");
+            for (id, topic) in [("pump-1", "d/1"), ("fan", "d/2")] {
+                config
+                    .relays
+                    .push(relay_panel::config::RelayConfig::new(id, topic));
+            }
+            let request = |relay, action| Some(Command::Request { relay, action });
+            let cases: Vec<(&str, Result<Option<Command>, &str>)> = vec![
+                ("", Ok(None)),
+                ("   \n", Ok(None)),
+                ("status", Ok(Some(Command::Status))),
+                ("set pump-1 on\n", Ok(request(0, Action::On))),
+                ("  set   fan off  ", Ok(request(1, Action::Off))),
+                ("get fan", Ok(request(1, Action::Query))),
+                ("set pump-1 maybe", Err("neither on nor off")),
+                ("set pump-1 query", Err("neither on nor off")),
+                ("set nope on", Err("no relay \"nope\"")),
+                ("get nope", Err("known ids: pump-1, fan")),
+                ("set pump-1", Err("set needs a relay id")),
+                ("set", Err("set needs a relay id")),
+                ("get", Err("get needs a relay id")),
+                ("status now", Err("too many words for status")),
+                ("get fan on", Err("too many words for get")),
+                ("toggle fan", Err("unknown command \"toggle\"")),
+                ("SET fan on", Err("unknown command \"SET\"")),
+            ];
+            for (line, want) in cases {
+                match (parse(line, &config), want) {
+                    (Ok(got), Ok(want)) => assert_eq!(got, want, "{line:?}"),
+                    (Err(got), Err(want)) => assert!(got.contains(want), "{line:?}: {got}"),
+                    (got, want) => panic!("{line:?}: got {got:?}, want {want:?}"),
+                }
+            }
+        }
+    }
 }
 
 fn soak(requests: usize, relays: usize, outages: usize, seed: Option<u64>) -> anyhow::Result<u8> {
