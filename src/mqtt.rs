@@ -145,10 +145,16 @@ pub enum NetEvent {
     },
 }
 
-/// A connection closed by the broker sooner than this after CONNACK counts
-/// as a "short" connection: the backoff keeps growing instead of starting
-/// again, so two clients sharing an id do not fight at full speed.
-const STABLE_AFTER: Duration = Duration::from_secs(10);
+/// A connection that lasted this long proved the broker works: after it
+/// drops, reconnecting starts again at the shortest pause. A shorter one
+/// (a broker that drops the client right after accepting it) keeps the
+/// backoff growing, so the broker is not hammered.
+const STABLE_AFTER: Duration = Duration::from_secs(1);
+/// The same with a client id fixed in the configuration, where a short
+/// connection may be another client taking the id over: longer, so two
+/// clients sharing an id settle into one round every few seconds instead
+/// of fighting at full speed.
+const STABLE_AFTER_FIXED_ID: Duration = Duration::from_secs(3);
 
 /// How many closes before CONNACK in a row make the "may not accept
 /// MQTT 5" hint firm.
@@ -231,7 +237,12 @@ pub fn spawn_event_loop(
                         }
                     }
                     if was_connected {
-                        if connected_at.elapsed() >= STABLE_AFTER {
+                        let stable_after = if fixed_client_id {
+                            STABLE_AFTER_FIXED_ID
+                        } else {
+                            STABLE_AFTER
+                        };
+                        if connected_at.elapsed() >= stable_after {
                             backoff = BACKOFF.0;
                         } else if fixed_client_id && closed_before_handshake(&error) && !fatal {
                             reason = format!(

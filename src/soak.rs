@@ -8,8 +8,6 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use tokio::sync::watch;
-
 use crate::config::{Config, RelayConfig};
 use crate::engine::{self, ConnectionState, EngineOptions, Event, sleep_until};
 use crate::mosquitto::LocalMosquitto;
@@ -29,10 +27,14 @@ pub struct SoakOptions {
     pub timeout: Duration,
     /// Faults the devices inject.
     pub faults: Faults,
-    /// Broker kills and restarts, spread over the run.
+    /// Broker kills and restarts, one every `min_uptime` (the run lasts
+    /// until all have happened, even past `requests`).
     pub outages: usize,
     /// How long the broker stays down each time.
     pub outage_length: Duration,
+    /// Shortest time the broker stays up between outages (a connection
+    /// that lasted this long resets the engine's reconnect backoff).
+    pub min_uptime: Duration,
 }
 
 impl SoakOptions {
@@ -56,6 +58,7 @@ impl SoakOptions {
             },
             outages,
             outage_length: Duration::from_millis(300),
+            min_uptime: Duration::from_millis(1500),
         }
     }
 }
@@ -85,6 +88,14 @@ pub struct SoakReport {
     pub outages: usize,
     /// Time from each broker restart to the engine being connected again.
     pub reconnects: Vec<Duration>,
+    /// Answers with a state after which the shown state was checked
+    /// against the newest-requested answer.
+    pub order_checked: usize,
+    /// Of those, times the engine showed the answer to an older request
+    /// over a newer one's (must be 0).
+    pub order_violations: usize,
+    /// Descriptions of the first few.
+    pub order_examples: Vec<String>,
     /// Relays whose last request got an answer with a state, once quiet:
     /// their last acknowledged state is checked against the device's.
     pub final_checked: usize,
@@ -100,6 +111,7 @@ impl SoakReport {
     pub fn passed(&self) -> bool {
         self.false_confirmations == 0
             && self.final_mismatches == 0
+            && self.order_violations == 0
             && self.overdue == 0
             && self.reconnects.len() == self.outages
             && self.reconnects.iter().all(|d| *d <= Duration::from_secs(2))
@@ -141,6 +153,13 @@ impl SoakReport {
             self.false_confirmations
         ));
         for example in &self.false_examples {
+            out.push_str(&format!("  {example}\n"));
+        }
+        out.push_str(&format!(
+            "shown state not the newest-requested answer: {} of {} answers checked\n",
+            self.order_violations, self.order_checked
+        ));
+        for example in &self.order_examples {
             out.push_str(&format!("  {example}\n"));
         }
         out.push_str(&format!(
@@ -202,19 +221,21 @@ pub async fn run(
     let (handle, mut events) = engine::spawn(EngineOptions::new(config.clone()))
         .map_err(|e| std::io::Error::other(e.to_string()))?;
 
-    // Outages: kill and restart the broker as the run passes milestones.
-    let (done_tx, done_rx) = watch::channel(0usize);
-    let (restarted_tx, mut restarted_rx) = tokio::sync::mpsc::unbounded_channel::<Instant>();
+    // Outages: kill and restart the broker every `min_uptime`, while the
+    // requests flow (the run goes on until every outage has happened).
+    // The task says when it killed the broker; it notes when the restart
+    // began (before the engine can possibly reconnect), for the main loop
+    // to measure each reconnect from.
+    let (stopped_tx, mut stopped_rx) = tokio::sync::mpsc::unbounded_channel::<()>();
+    let resumed_at: Arc<Mutex<Option<Instant>>> = Arc::new(Mutex::new(None));
     let outage_task = {
         let broker = broker.clone();
-        let (outages, length, total) = (options.outages, options.outage_length, options.requests);
-        let mut done_rx = done_rx.clone();
+        let (outages, length) = (options.outages, options.outage_length);
+        let min_uptime = options.min_uptime;
+        let resumed_at = resumed_at.clone();
         tokio::spawn(async move {
-            for k in 1..=outages {
-                let milestone = total * k / (outages + 1);
-                if done_rx.wait_for(|done| *done >= milestone).await.is_err() {
-                    return;
-                }
+            for _ in 0..outages {
+                tokio::time::sleep(min_uptime).await;
                 let b = broker.clone();
                 let _ = tokio::task::spawn_blocking(move || {
                     if let Ok(mut b) = b.lock() {
@@ -222,7 +243,11 @@ pub async fn run(
                     }
                 })
                 .await;
+                let _ = stopped_tx.send(());
                 tokio::time::sleep(length).await;
+                if let Ok(mut at) = resumed_at.lock() {
+                    *at = Some(Instant::now());
+                }
                 let b = broker.clone();
                 let resumed = tokio::task::spawn_blocking(move || match b.lock() {
                     Ok(mut b) => b.resume().is_ok(),
@@ -233,7 +258,6 @@ pub async fn run(
                     tracing::error!("soak: the broker did not restart");
                     return;
                 }
-                let _ = restarted_tx.send(Instant::now());
             }
         })
     };
@@ -249,17 +273,23 @@ pub async fn run(
     let mut published = 0usize;
     let mut ended = 0usize;
     let mut connected = false;
-    let mut waiting_reconnect: Option<Instant> = None;
+    // A broker kill was seen and the engine has not reconnected since.
+    let mut waiting_reconnect = false;
     let slack = options.timeout + Duration::from_secs(1);
     let mut next_action = 0usize;
+    let mut restarts = 0usize;
     // Per relay: the correlation of its last request, whether that request
     // got an answer with a state, and the engine's latest status.
-    let mut last_request: Vec<Option<(String, bool)>> = vec![None; options.relays];
-    let mut final_status: Vec<Option<RelayStatus>> = vec![None; options.relays];
+    let mut truth = Truth::new(options.relays);
 
-    while ended < options.requests {
-        if connected {
-            while published < options.requests {
+    loop {
+        // At least `requests`, and traffic through every outage.
+        let more = published < options.requests || restarts < options.outages;
+        if !more && ended >= published && !waiting_reconnect {
+            break;
+        }
+        if connected && more {
+            while published < options.requests || restarts < options.outages {
                 let Some(relay) = idle.pop() else { break };
                 let action = match next_action % 5 {
                     0 | 2 => Action::On,
@@ -275,8 +305,11 @@ pub async fn run(
         let deadline = sent_at.iter().flatten().min().map(|t| *t + slack);
         let event = tokio::select! {
             event = events.recv() => event,
-            restarted = restarted_rx.recv() => {
-                if let Some(at) = restarted { waiting_reconnect = Some(at); }
+            stopped = stopped_rx.recv() => {
+                if stopped.is_some() {
+                    waiting_reconnect = true;
+                    restarts += 1;
+                }
                 continue;
             }
             _ = sleep_until(deadline) => {
@@ -297,8 +330,11 @@ pub async fn run(
         match event {
             Event::Connection(state) => {
                 connected = state.is_ready();
-                if connected && let Some(at) = waiting_reconnect.take() {
-                    report.reconnects.push(at.elapsed());
+                if connected && std::mem::take(&mut waiting_reconnect) {
+                    let since = resumed_at.lock().ok().and_then(|at| *at);
+                    report
+                        .reconnects
+                        .push(since.map(|at| at.elapsed()).unwrap_or_default());
                 }
                 if let ConnectionState::Failed { reason } = state {
                     return Err(std::io::Error::other(format!("engine failed: {reason}")));
@@ -318,30 +354,25 @@ pub async fn run(
                         report.overdue += 1;
                     }
                     ended += 1;
-                    let _ = done_tx.send(ended);
                     if ended.is_multiple_of(1000) {
                         progress(ended);
                     }
                 }
                 *report.outcomes.entry(entry.outcome.clone()).or_default() += 1;
-                if let Some(correlation) = &entry.correlation {
-                    last_request[relay] = Some((correlation.clone(), entry.state.is_some()));
-                }
+                truth.ended(relay, &entry, &mut report);
                 if entry.state.is_some() {
                     confirmations.push((relay, entry));
                 }
                 idle.push(relay);
             }
             Event::Late { relay, entry } => {
-                note_late(
-                    &mut report,
-                    &mut last_request,
-                    &mut confirmations,
-                    relay,
-                    entry,
-                );
+                *report.late.entry(entry.outcome.clone()).or_default() += 1;
+                truth.late(relay, &entry, &mut report);
+                if entry.state.is_some() {
+                    confirmations.push((relay, entry));
+                }
             }
-            Event::Relay { relay, status } => final_status[relay] = Some(status),
+            Event::Relay { relay, status } => truth.status(relay, &status),
             _ => {}
         }
     }
@@ -353,15 +384,13 @@ pub async fn run(
     while let Ok(Some(event)) = tokio::time::timeout_at(linger.into(), events.recv()).await {
         match event {
             Event::Late { relay, entry } => {
-                note_late(
-                    &mut report,
-                    &mut last_request,
-                    &mut confirmations,
-                    relay,
-                    entry,
-                );
+                *report.late.entry(entry.outcome.clone()).or_default() += 1;
+                truth.late(relay, &entry, &mut report);
+                if entry.state.is_some() {
+                    confirmations.push((relay, entry));
+                }
             }
-            Event::Relay { relay, status } => final_status[relay] = Some(status),
+            Event::Relay { relay, status } => truth.status(relay, &status),
             _ => {}
         }
     }
@@ -372,16 +401,13 @@ pub async fn run(
     // Once quiet, the truth: a relay whose last request was answered must
     // show what the device really ended in (answers overtake each other;
     // the newest request's answer must win).
-    for (relay, last) in last_request.iter().enumerate() {
-        if !matches!(last, Some((_, true))) {
+    for relay in 0..options.relays {
+        if !truth.last_request_answered(relay) {
             continue;
         }
         report.final_checked += 1;
         let id = &config.relays[relay].id;
-        let shown = final_status[relay]
-            .as_ref()
-            .and_then(|s| s.last_acknowledged)
-            .map(|a| a.state);
+        let shown = truth.shown[relay];
         let device = devices.state(id);
         if shown != device {
             report.final_mismatches += 1;
@@ -433,23 +459,84 @@ pub async fn run(
     Ok(report)
 }
 
-/// A late answer: counted, checked like any confirmation, and, when it
-/// answers the relay's last request, that request counts as answered.
-fn note_late(
-    report: &mut SoakReport,
-    last_request: &mut [Option<(String, bool)>],
-    confirmations: &mut Vec<(usize, AuditEntry)>,
-    relay: usize,
-    entry: AuditEntry,
-) {
-    *report.late.entry(entry.outcome.clone()).or_default() += 1;
-    if entry.state.is_some() {
-        if let Some((correlation, answered)) = &mut last_request[relay]
-            && entry.correlation.as_ref() == Some(correlation)
-        {
-            *answered = true;
+/// What the engine should show, from what the devices answered: per
+/// relay, the answer to the *latest-requested* answered request (answers
+/// overtake each other; arrival order means nothing).
+struct Truth {
+    /// Sequence number of each ended request, by correlation (hex); per
+    /// relay, requests end in the order they were sent.
+    sequence: HashMap<String, u64>,
+    /// Next sequence number, per relay.
+    next: Vec<u64>,
+    /// The newest answered request's number and state, per relay.
+    newest: Vec<Option<(u64, RelayState)>>,
+    /// The last acknowledged state the engine shows, per relay.
+    shown: Vec<Option<RelayState>>,
+    /// The number of the last request that ended, per relay.
+    last: Vec<Option<u64>>,
+}
+
+impl Truth {
+    fn new(relays: usize) -> Self {
+        Truth {
+            sequence: HashMap::new(),
+            next: vec![0; relays],
+            newest: vec![None; relays],
+            shown: vec![None; relays],
+            last: vec![None; relays],
         }
-        confirmations.push((relay, entry));
+    }
+
+    fn status(&mut self, relay: usize, status: &RelayStatus) {
+        self.shown[relay] = status.last_acknowledged.map(|a| a.state);
+    }
+
+    /// A request ended (its status event came just before).
+    fn ended(&mut self, relay: usize, entry: &AuditEntry, report: &mut SoakReport) {
+        let Some(correlation) = &entry.correlation else {
+            return;
+        };
+        let number = self.next[relay];
+        self.next[relay] += 1;
+        self.sequence.insert(correlation.clone(), number);
+        self.last[relay] = Some(number);
+        self.answered(relay, number, entry, report);
+    }
+
+    /// A late answer (its status event, if any, came just before).
+    fn late(&mut self, relay: usize, entry: &AuditEntry, report: &mut SoakReport) {
+        let number = entry
+            .correlation
+            .as_ref()
+            .and_then(|c| self.sequence.get(c).copied());
+        if let Some(number) = number {
+            self.answered(relay, number, entry, report);
+        }
+    }
+
+    fn answered(&mut self, relay: usize, number: u64, entry: &AuditEntry, report: &mut SoakReport) {
+        let Some(state) = entry.state else {
+            return;
+        };
+        if self.newest[relay].is_none_or(|(n, _)| number >= n) {
+            self.newest[relay] = Some((number, state));
+        }
+        report.order_checked += 1;
+        let expected = self.newest[relay].map(|(_, s)| s);
+        if self.shown[relay] != expected {
+            report.order_violations += 1;
+            if report.order_examples.len() < 5 {
+                report.order_examples.push(format!(
+                    "{}: shows {:?} after an answer to request #{number}, but the newest answered request says {expected:?}",
+                    entry.relay_id, self.shown[relay]
+                ));
+            }
+        }
+    }
+
+    /// Whether the relay's last request got an answer with a state.
+    fn last_request_answered(&self, relay: usize) -> bool {
+        self.last[relay].is_some() && self.last[relay] == self.newest[relay].map(|(n, _)| n)
     }
 }
 

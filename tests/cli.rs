@@ -154,14 +154,14 @@ fn relayctl_errors_exit_1_with_a_reason() {
         .unwrap()
         .port();
     let path = write_config(dir.path(), &config(&format!("mqtt://127.0.0.1:{port}"), 1));
-    // No broker listening: waits out its connect wait (5 s), then names the
+    // No broker listening: waits out its connect wait (7.5 s), then names the
     // broker and the last reason seen.
     let started = Instant::now();
     let out = relayctl(&path, &data, &["set", "r0", "on"]);
     assert_eq!(out.status.code(), Some(1));
     let stderr = text(&out.stderr);
     assert!(
-        stderr.contains("within 5 s")
+        stderr.contains("within 7.5 s")
             && stderr.contains("connection refused")
             && stderr.contains(&port.to_string()),
         "{stderr}"
@@ -499,7 +499,7 @@ async fn json_prints_exactly_one_object_for_every_outcome() {
     let broker = Mosquitto::start();
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    // No broker: started first, it waits out its 5 s while the rest runs.
+    // No broker: started first, it waits out its 7.5 s while the rest runs.
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -587,7 +587,7 @@ async fn json_prints_exactly_one_object_for_every_outcome() {
     error(&out, "a", "query", "wildcard");
 
     let out = finish(no_broker);
-    error(&out, "r0", "on", "within 5 s");
+    error(&out, "r0", "on", "within 7.5 s");
     let detail = one_json_object(&out)["detail"].as_str().unwrap().to_owned();
     assert!(
         detail.contains(&port.to_string()),
@@ -619,7 +619,7 @@ fn forward(listener: std::net::TcpListener, port: u16) {
 }
 
 /// A broker that comes up 1.5 s after `relayctl set` started: relayctl
-/// keeps waiting through the reconnects (its connect wait is 5 s) and the
+/// keeps waiting through the reconnects (its connect wait is 7.5 s) and the
 /// request is confirmed. (It used to give up after three reconnect events.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn set_waits_for_a_broker_that_comes_up_late() {

@@ -505,3 +505,49 @@ async fn a_stalled_broker_never_actuates_an_expired_request() {
     engine.ensure_connected().await;
     assert_eq!(engine.request(1, Action::On).await.outcome, "confirmed");
 }
+
+/// A broker that speaks only MQTT 3.1.1 and simply does not answer an
+/// MQTT 5 CONNECT (amqtt): the TCP connection opened, no CONNACK came, so
+/// the engine says the broker may not accept MQTT 5, with the time waited,
+/// and keeps retrying; relayctl exits 1 with the same words.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broker_that_never_answers_connect_may_not_speak_mqtt5() {
+    let broker = common::Amqtt::start();
+    let dir = tempfile::tempdir().unwrap();
+    let config = config(&broker.url(), 1);
+    let path = dir.path().join("panel.toml");
+    config.save(&path).unwrap();
+    let cli = tokio::task::spawn_blocking(move || {
+        let out = Command::new(env!("CARGO_BIN_EXE_relayctl"))
+            .arg("--config")
+            .arg(&path)
+            .arg("--data-dir")
+            .arg(dir.path().join("data"))
+            .args(["set", "r0", "on"])
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    });
+    let mut engine = TestEngine::start(&config);
+    let state = engine
+        .wait_connection(Duration::from_secs(12), |s| match s {
+            ConnectionState::Failed { reason } => panic!("retried, not failed: {reason}"),
+            s => matches!(s, ConnectionState::Reconnecting { .. }),
+        })
+        .await;
+    let ConnectionState::Reconnecting { reason, .. } = state else {
+        unreachable!()
+    };
+    assert!(
+        reason.contains(
+            "accepted the TCP connection but did not answer the MQTT 5 CONNECT within 5 s"
+        ) && reason.contains("may not accept MQTT 5"),
+        "{reason}"
+    );
+    let (code, stderr) = cli.await.unwrap();
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.contains("may not accept MQTT 5"), "{stderr}");
+}

@@ -471,3 +471,31 @@ fn corrupted_store_warning_is_shown() {
     wait_for(&mut h, "warning", |h| has_text(h, "was corrupted"));
     connected(&mut h);
 }
+
+/// A crash in the engine is shown in the connection bar (never a silent
+/// "connected" window), with Retry; Retry starts a new engine that
+/// connects and switches.
+#[test]
+fn engine_crash_is_shown_and_retry_recovers() {
+    let rt = runtime();
+    let broker = Mosquitto::start();
+    let dir = tempfile::tempdir().unwrap();
+    let config = config(&broker.url(), 1);
+    let _devices = start_devices(&rt, &config, Faults::default());
+    let mut h = harness(panel(&rt, &config, dir.path()));
+    connected(&mut h);
+    assert!(
+        h.query_by_label("Retry").is_none(),
+        "no Retry while connected"
+    );
+    h.state().crash_engine_for_test();
+    wait_for(&mut h, "crash shown", |h| has_text(h, "internal error"));
+    assert!(!h.state().model.connection.is_ready());
+    h.get_by_label("Retry").click();
+    connected(&mut h);
+    assert!(!has_text(&h, "internal error"));
+    h.get_by_label("On").click();
+    wait_for(&mut h, "confirmed after Retry", |h| {
+        has_text(h, "confirmed in")
+    });
+}

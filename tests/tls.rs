@@ -200,6 +200,9 @@ async fn tls_expired_certificate_is_explained() {
 }
 
 /// A wrong password: the broker's refusal is named, and it is not retried.
+/// The failed engine still serves its caller: a request is answered "not
+/// sent" at once with the reason, and shutting down ends it (it used to
+/// spin on a closed channel and never read another command).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wrong_password_is_explained() {
     let dir = tempfile::tempdir().unwrap();
@@ -212,6 +215,65 @@ async fn wrong_password_is_explained() {
         !reason.contains("Zq9-not-the-password"),
         "the password never appears in messages: {reason}"
     );
+    engine.handle.request(0, Action::On);
+    let entry = engine.finished(0, Duration::from_secs(1)).await;
+    assert_eq!(entry.outcome, "not sent");
+    assert!(
+        entry.detail.unwrap().contains("user name or password"),
+        "the reason is given"
+    );
+    let rest = engine.stop().await;
+    assert!(
+        rest.iter().any(|e| matches!(
+            e,
+            relay_panel::engine::Event::Connection(relay_panel::engine::ConnectionState::Stopped)
+        )),
+        "shut down cleanly: {rest:?}"
+    );
+}
+
+/// TLS handshakes cut off (a broker restarting behind its TLS port: TCP
+/// accepted, then closed) are I/O errors, not certificate problems: the
+/// engine retries, and connects once the broker is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_handshake_cut_off_is_retried() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut broker = tls_broker(dir.path());
+    let config = tls_config(&broker, dir.path(), "ca.pem", "s3cret");
+    let port = broker.port;
+    broker.stop();
+    let cutter = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
+    cutter.set_nonblocking(true).unwrap();
+    let closer = std::thread::spawn(move || {
+        let until = std::time::Instant::now() + Duration::from_secs(2);
+        let mut cut = 0;
+        while std::time::Instant::now() < until {
+            match cutter.accept() {
+                Ok((stream, _)) => {
+                    drop(stream);
+                    cut += 1;
+                }
+                Err(_) => std::thread::sleep(Duration::from_millis(5)),
+            }
+        }
+        cut
+    });
+    let mut engine = TestEngine::start(&config);
+    let cut = tokio::task::spawn_blocking(move || closer.join().unwrap())
+        .await
+        .unwrap();
+    assert!(cut >= 2, "the engine kept trying: {cut}");
+    broker.resume();
+    let (_devices, _) = devices(&config, Faults::default()).await;
+    engine
+        .wait_connection(Duration::from_secs(15), |s| match s {
+            relay_panel::engine::ConnectionState::Failed { reason } => {
+                panic!("a cut-off handshake is retried: {reason}")
+            }
+            s => s.is_ready(),
+        })
+        .await;
+    assert_eq!(engine.request(0, Action::On).await.outcome, "confirmed");
 }
 
 /// ACL with least privilege: the panel may publish only to its relays'

@@ -29,8 +29,11 @@ const NO_RESPONSE: u8 = 2;
 /// Exit code: the device answered with an error, or reports the other
 /// state than the one asked for.
 const DEVICE_ERROR: u8 = 3;
-/// Longest wait for the broker (connected and subscribed) before giving up.
-const CONNECT_WAIT: Duration = Duration::from_secs(5);
+/// Longest wait for the broker (connected and subscribed) before giving
+/// up: one whole connection attempt (its CONNACK timeout) and the engine's
+/// diagnosis of it, so the reason printed says what was seen.
+const CONNECT_WAIT: Duration =
+    Duration::from_millis(relay_panel::mqtt::CONNECT_TIMEOUT.as_millis() as u64 + 2500);
 /// Slack on top of a request's own timeout before relayctl stops waiting
 /// for the engine to end it (the engine ends it at the timeout; this only
 /// bounds the wait should it not).
@@ -375,9 +378,9 @@ async fn request_once(
                     .map(|r| format!(": {r}"))
                     .unwrap_or_else(|| " (no answer from the broker)".to_owned());
                 return other(format!(
-                    "no connection to {} within {} s{why}",
+                    "no connection to {} within {:.1} s{why}",
                     config.broker.url,
-                    CONNECT_WAIT.as_secs()
+                    CONNECT_WAIT.as_secs_f64()
                 ));
             }
         };

@@ -290,6 +290,14 @@ impl Panel {
         }
     }
 
+    /// Makes the running engine crash (see `EngineHandle::crash_for_test`).
+    #[doc(hidden)]
+    pub fn crash_engine_for_test(&self) {
+        if let Some(link) = &self.engine {
+            link.handle.crash_for_test();
+        }
+    }
+
     fn stop_engine(&mut self) {
         if let Some(mut link) = self.engine.take() {
             link.handle.shutdown();

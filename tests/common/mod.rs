@@ -302,3 +302,79 @@ impl ScriptedDevice {
             .unwrap();
     }
 }
+
+/// A broker that speaks only MQTT 3.1.1 and never answers an MQTT 5
+/// CONNECT that carries properties (Python's amqtt 0.12), on a free
+/// loopback port. `.ci/run` installs it into `target/amqtt-venv`; set
+/// `RELAY_PANEL_AMQTT` to use another `amqtt` executable.
+pub struct Amqtt {
+    child: std::process::Child,
+    /// The port it listens on.
+    pub port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Amqtt {
+    /// Starts it and waits until its port accepts; panics with what to
+    /// install when it is missing.
+    pub fn start() -> Self {
+        let binary = std::env::var_os("RELAY_PANEL_AMQTT")
+            .map(std::path::PathBuf::from)
+            .unwrap_or_else(|| {
+                std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/amqtt-venv/bin/amqtt")
+            });
+        assert!(
+            binary.exists(),
+            "{} is missing: `bash .ci/run` installs it, or run \
+             `python3 -m venv target/amqtt-venv && target/amqtt-venv/bin/pip install amqtt==0.12.1`",
+            binary.display()
+        );
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let dir = tempfile::tempdir().unwrap();
+        let conf = dir.path().join("broker.yaml");
+        std::fs::write(
+            &conf,
+            format!(
+                "---\nlisteners:\n  default:\n    type: tcp\n    bind: 127.0.0.1:{port}\n\
+                 plugins:\n  amqtt.plugins.authentication.AnonymousAuthPlugin:\n    allow_anonymous: true\n"
+            ),
+        )
+        .unwrap();
+        let child = std::process::Command::new(&binary)
+            .arg("-c")
+            .arg(&conf)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(dir.path().join("amqtt.log")).unwrap())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", binary.display()));
+        let started = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                started.elapsed() < Duration::from_secs(15),
+                "amqtt did not listen on {port}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Amqtt {
+            child,
+            port,
+            _dir: dir,
+        }
+    }
+
+    /// `mqtt://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        format!("mqtt://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for Amqtt {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
