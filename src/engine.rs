@@ -280,7 +280,9 @@ pub fn spawn(options: EngineOptions) -> Result<(EngineHandle, Events), EngineErr
     let crash_events = engine.events.clone();
     let crash_wake = engine.wake.clone();
     let label = client_id.clone();
-    let fixed_client_id = engine.config.broker.client_id.is_some();
+    // Only an id used exactly as configured can be shared with another
+    // client (a suffixed one is unique to this process).
+    let fixed_client_id = engine.config.broker.client_id.is_some() && !options.client_id_suffix;
     // The engine and its event loop share one thread of their own: every
     // hand-over between them is a local wake-up, not a cross-thread one, and
     // nothing the caller's runtime does can delay a response.

@@ -5,23 +5,27 @@ use egui::{Color32, RichText};
 use super::{Action, Model, Prefs, Source};
 use crate::engine::ConnectionState;
 
-/// Colour and words for a connection state.
-pub fn connection_text(state: &ConnectionState) -> (Color32, String) {
+/// Colour, a short word for the bar, and the reason (shown in full on a
+/// line of its own: reasons are sentences a technician acts on).
+pub fn connection_text(state: &ConnectionState) -> (Color32, String, Option<String>) {
+    let amber = Color32::from_rgb(230, 160, 40);
     match state {
-        ConnectionState::Connecting => (Color32::from_rgb(230, 160, 40), "connecting…".to_owned()),
-        ConnectionState::Subscribing => {
-            (Color32::from_rgb(230, 160, 40), "subscribing…".to_owned())
+        ConnectionState::Connecting => (amber, "connecting…".to_owned(), None),
+        ConnectionState::Subscribing => (amber, "subscribing…".to_owned(), None),
+        ConnectionState::Connected => {
+            (Color32::from_rgb(60, 180, 75), "connected".to_owned(), None)
         }
-        ConnectionState::Connected => (Color32::from_rgb(60, 180, 75), "connected".to_owned()),
         ConnectionState::Reconnecting { reason, retry_in } => (
-            Color32::from_rgb(230, 160, 40),
-            format!("reconnecting in {:.1} s — {reason}", retry_in.as_secs_f32()),
+            amber,
+            format!("reconnecting in {:.1} s", retry_in.as_secs_f32()),
+            Some(reason.clone()),
         ),
         ConnectionState::Failed { reason } => (
             Color32::from_rgb(220, 60, 60),
-            format!("not connected — {reason}"),
+            "not connected".to_owned(),
+            Some(reason.clone()),
         ),
-        ConnectionState::Stopped => (Color32::GRAY, "stopped".to_owned()),
+        ConnectionState::Stopped => (Color32::GRAY, "stopped".to_owned(), None),
     }
 }
 
@@ -51,7 +55,7 @@ pub fn show(
             ui.separator();
             ui.label(RichText::new(&model.config.broker.url).monospace())
                 .on_hover_text("Broker URL (from the configuration)");
-            let (colour, text) = connection_text(&model.connection);
+            let (colour, text, _) = connection_text(&model.connection);
             let (dot, _) = ui.allocate_exact_size(egui::vec2(12.0, 12.0), egui::Sense::hover());
             ui.painter().circle_filled(dot.center(), 5.0, colour);
             if matches!(model.connection, ConnectionState::Failed { .. })
@@ -62,8 +66,7 @@ pub fn show(
             {
                 action = Some(Action::Retry);
             }
-            ui.add(egui::Label::new(RichText::new(text.clone()).color(colour)).truncate())
-                .on_hover_text(text);
+            ui.label(RichText::new(text).color(colour));
         }
         ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
             let theme = if prefs.dark {
@@ -89,6 +92,11 @@ pub fn show(
             }
         });
     });
+    if has_relays && let (colour, _, Some(reason)) = connection_text(&model.connection) {
+        // "reconnecting in 0.4 s — <reason>", "not connected — <reason>":
+        // the reason in full, wrapped, where the eye goes first.
+        ui.add(egui::Label::new(RichText::new(format!("— {reason}")).color(colour)).wrap());
+    }
     if has_relays {
         ui.horizontal(|ui| {
             let search = ui.add(
