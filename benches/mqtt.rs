@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use common::{Mosquitto, TestEngine, config, devices};
 use relay_panel::engine::Event;
+use relay_panel::outcome::Outcome;
 use relay_panel::protocol::{Action, CorrelationId};
 use relay_panel::sim::Faults;
 use rumqttc::v5::mqttbytes::QoS;
@@ -194,7 +195,7 @@ async fn throughput(broker: &Mosquitto) {
     while done < TOTAL {
         if let Event::Finished { relay, entry } = engine.next(Duration::from_secs(10)).await {
             done += 1;
-            confirmed += usize::from(entry.outcome == "confirmed");
+            confirmed += usize::from(entry.outcome == Outcome::Confirmed);
             if sent < TOTAL {
                 engine.handle.request(
                     relay,
@@ -230,7 +231,7 @@ async fn group_switch(broker: &Mosquitto) {
     while done < RELAYS {
         if let Event::Finished { entry, .. } = engine.next(Duration::from_secs(10)).await {
             done += 1;
-            confirmed += usize::from(entry.outcome == "confirmed");
+            confirmed += usize::from(entry.outcome == Outcome::Confirmed);
         }
     }
     let engine_time = started.elapsed();

@@ -21,6 +21,7 @@ use tokio::sync::mpsc;
 
 use crate::config::Config;
 use crate::mqtt::{self, NetEvent};
+use crate::outcome::Outcome;
 use crate::pending::{AlreadyPending, PendingRequests, Resolution};
 use crate::protocol::{self, Action, CorrelationId, RelayState, Reply};
 use crate::relay::{Acknowledgement, Failure, RelayStatus};
@@ -836,7 +837,7 @@ impl Engine {
                 "not sent: relay {} already has a request in flight",
                 relay_config.id
             );
-            let entry = self.audit(relay, action, "busy", None, None, Some(detail));
+            let entry = self.audit(relay, action, Outcome::Busy, None, None, Some(detail));
             self.record(Record::Audit(entry.clone()));
             self.emit(Event::Finished { relay, entry });
             return;
@@ -1022,7 +1023,7 @@ impl Engine {
         &self,
         relay: usize,
         action: Action,
-        outcome: &str,
+        outcome: Outcome,
         state: Option<RelayState>,
         rtt: Option<Duration>,
         detail: Option<String>,
@@ -1031,7 +1032,7 @@ impl Engine {
             at: SystemTime::now(),
             relay_id: self.config.relays[relay].id.clone(),
             action,
-            outcome: outcome.to_owned(),
+            outcome,
             state,
             rtt,
             detail,
@@ -1067,7 +1068,14 @@ impl Engine {
             }
             _ => None,
         };
-        let mut entry = self.audit(relay, action, "confirmed", Some(state), Some(rtt), detail);
+        let mut entry = self.audit(
+            relay,
+            action,
+            Outcome::Confirmed,
+            Some(state),
+            Some(rtt),
+            detail,
+        );
         entry.correlation = Some(id.to_hex());
         if taken {
             self.record(Record::Ack(StoredAck {
@@ -1124,7 +1132,7 @@ impl Engine {
                 let mut entry = self.audit(
                     relay,
                     action,
-                    "late confirmed",
+                    Outcome::LateConfirmed,
                     Some(state),
                     Some(rtt),
                     (!taken).then(|| {
@@ -1152,7 +1160,7 @@ impl Engine {
                 let mut entry = self.audit(
                     relay,
                     action,
-                    "late device error",
+                    Outcome::LateDeviceError,
                     None,
                     Some(rtt),
                     Some(text),

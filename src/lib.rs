@@ -15,6 +15,7 @@
 //! - [`mosquitto`]: a Mosquitto child process for tests, benchmarks and soaks.
 //! - [`soak`]: the chaos soak (`relayctl soak`).
 //! - [`demo`]: an embedded MQTT 5 broker for `relay-panel --demo`.
+//! - [`outcome`]: how a request ended ([`Outcome`]), as a type.
 //! - [`ui`]: the egui views of the panel.
 //!
 //! Binaries in `src/bin/` and `src/main.rs` only parse arguments and call in.
@@ -23,6 +24,7 @@ pub mod config;
 pub mod engine;
 pub mod mosquitto;
 pub mod mqtt;
+pub mod outcome;
 pub mod paths;
 pub mod pending;
 pub mod protocol;
@@ -37,4 +39,5 @@ pub mod demo;
 
 pub use config::Config;
 pub use engine::{Command, EngineHandle, Event};
+pub use outcome::{Evidence, Outcome};
 pub use protocol::{Action, CorrelationId, RelayState};

@@ -16,6 +16,7 @@
 use std::fmt;
 use std::time::{Duration, SystemTime};
 
+use crate::outcome::Outcome;
 use crate::pending::AlreadyPending;
 use crate::protocol::{Action, RelayState};
 
@@ -66,14 +67,14 @@ pub enum Failure {
 }
 
 impl Failure {
-    /// Short outcome word for the audit log.
-    pub fn outcome(&self) -> &'static str {
+    /// The outcome of a request that ended this way.
+    pub fn outcome(&self) -> Outcome {
         match self {
-            Failure::NoResponse { .. } => "no response",
-            Failure::DeviceError { .. } => "device error",
-            Failure::ConnectionLost => "connection lost",
-            Failure::Refused { .. } => "refused by broker",
-            Failure::NotSent { .. } => "not sent",
+            Failure::NoResponse { .. } => Outcome::NoResponse,
+            Failure::DeviceError { .. } => Outcome::DeviceError,
+            Failure::ConnectionLost => Outcome::ConnectionLost,
+            Failure::Refused { .. } => Outcome::Refused,
+            Failure::NotSent { .. } => Outcome::NotSent,
         }
     }
 }

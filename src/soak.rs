@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use crate::config::{Config, RelayConfig};
 use crate::engine::{self, ConnectionState, EngineOptions, Event, sleep_until};
 use crate::mosquitto::LocalMosquitto;
+use crate::outcome::Outcome;
 use crate::protocol::{Action, RelayState};
 use crate::relay::RelayStatus;
 use crate::sim::{self, Faults, SimOptions, SimRecord, SimReply};
@@ -71,9 +72,9 @@ pub struct SoakReport {
     /// Wall time.
     pub elapsed: Duration,
     /// How requests ended: confirmed, no response, device error, connection lost.
-    pub outcomes: BTreeMap<String, usize>,
+    pub outcomes: BTreeMap<Outcome, usize>,
     /// Answers after their request had ended: late confirmed, late device error.
-    pub late: BTreeMap<String, usize>,
+    pub late: BTreeMap<Outcome, usize>,
     /// Requests refused because the broker was down (not counted in `requests`).
     pub not_sent: usize,
     /// What the devices did: answered, dropped, duplicated, garbage, wrong correlation.
@@ -341,7 +342,7 @@ pub async fn run(
                 }
             }
             Event::Finished { relay, entry } => {
-                if entry.outcome == "not sent" {
+                if entry.outcome == Outcome::NotSent {
                     // Refused before publishing (broker down): try again later.
                     report.not_sent += 1;
                     published -= 1;
@@ -358,7 +359,7 @@ pub async fn run(
                         progress(ended);
                     }
                 }
-                *report.outcomes.entry(entry.outcome.clone()).or_default() += 1;
+                *report.outcomes.entry(entry.outcome).or_default() += 1;
                 truth.ended(relay, &entry, &mut report);
                 if entry.state.is_some() {
                     confirmations.push((relay, entry));
@@ -366,7 +367,7 @@ pub async fn run(
                 idle.push(relay);
             }
             Event::Late { relay, entry } => {
-                *report.late.entry(entry.outcome.clone()).or_default() += 1;
+                *report.late.entry(entry.outcome).or_default() += 1;
                 truth.late(relay, &entry, &mut report);
                 if entry.state.is_some() {
                     confirmations.push((relay, entry));
@@ -384,7 +385,7 @@ pub async fn run(
     while let Ok(Some(event)) = tokio::time::timeout_at(linger.into(), events.recv()).await {
         match event {
             Event::Late { relay, entry } => {
-                *report.late.entry(entry.outcome.clone()).or_default() += 1;
+                *report.late.entry(entry.outcome).or_default() += 1;
                 truth.late(relay, &entry, &mut report);
                 if entry.state.is_some() {
                     confirmations.push((relay, entry));

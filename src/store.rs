@@ -16,6 +16,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rusqlite::{Connection, ErrorCode, OptionalExtension, params};
 
+use crate::outcome::Outcome;
 use crate::protocol::{Action, RelayState};
 
 /// File name of the store inside the data directory.
@@ -70,9 +71,8 @@ pub struct AuditEntry {
     pub relay_id: String,
     /// What was asked.
     pub action: Action,
-    /// `confirmed`, `late confirmed`, `no response`, `device error`,
-    /// `connection lost` or `not sent`.
-    pub outcome: String,
+    /// How it ended (stored as its stable code).
+    pub outcome: Outcome,
     /// The state the device reported, when it reported one.
     pub state: Option<RelayState>,
     /// Round trip, when the device answered.
@@ -293,7 +293,7 @@ impl Store {
                                 to_millis(e.at),
                                 e.relay_id,
                                 e.action.as_str(),
-                                e.outcome,
+                                e.outcome.code(),
                                 e.state.map(RelayState::as_str),
                                 e.rtt.map(|d| d.as_micros() as i64),
                                 e.detail,
@@ -412,7 +412,14 @@ impl Store {
                     operator,
                     correlation,
                 ) = row?;
-                let Some(action) = Action::parse(&action) else {
+                // A row this version cannot read (a newer version's
+                // code) is skipped, not guessed at.
+                let (Some(action), Some(outcome)) =
+                    (Action::parse(&action), Outcome::parse(&outcome))
+                else {
+                    tracing::warn!(
+                        "audit row with unknown action {action:?} or outcome {outcome:?} skipped"
+                    );
                     continue;
                 };
                 out.push(AuditEntry {
@@ -650,7 +657,7 @@ mod tests {
                     at: UNIX_EPOCH + Duration::from_millis(2000),
                     relay_id: "a".into(),
                     action: Action::On,
-                    outcome: "confirmed".into(),
+                    outcome: Outcome::Confirmed,
                     state: Some(RelayState::On),
                     rtt: Some(Duration::from_micros(1500)),
                     detail: None,

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use common::{Mosquitto, TestEngine, config, devices};
 use relay_panel::engine::{ConnectionState, EngineOptions, Event};
+use relay_panel::outcome::Outcome;
 use relay_panel::protocol::{Action, RelayState};
 use relay_panel::relay::{Failure, Phase};
 use relay_panel::sim::{FAIL_TEXT, Faults, SimReply};
@@ -34,7 +35,7 @@ async fn on_off_query_are_confirmed() {
 
     let on = engine.request(1, Action::On).await;
     assert_eq!(
-        (on.outcome.as_str(), on.state),
+        (on.outcome.code(), on.state),
         ("confirmed", Some(RelayState::On))
     );
     assert!(on.rtt.is_some());
@@ -42,13 +43,13 @@ async fn on_off_query_are_confirmed() {
 
     let query = engine.request(1, Action::Query).await;
     assert_eq!(
-        (query.outcome.as_str(), query.state),
+        (query.outcome.code(), query.state),
         ("confirmed", Some(RelayState::On))
     );
 
     let off = engine.request(1, Action::Off).await;
     assert_eq!(
-        (off.outcome.as_str(), off.state),
+        (off.outcome.code(), off.state),
         ("confirmed", Some(RelayState::Off))
     );
     assert_eq!(devices.state("r1"), Some(RelayState::Off));
@@ -117,7 +118,7 @@ async fn no_device_means_no_response() {
     let mut engine = TestEngine::start(&config);
     engine.connected().await;
     let entry = engine.request(0, Action::On).await;
-    assert_eq!(entry.outcome, "no response");
+    assert_eq!(entry.outcome, Outcome::NoResponse);
     assert_eq!(entry.state, None);
     let events = engine.stop().await;
     assert_ne!(last_state(&events, 0), Some(Some(RelayState::On)));
@@ -141,7 +142,7 @@ async fn one_request_in_flight_per_relay() {
     engine.handle.request(0, Action::Off);
     let busy = engine.finished(0, Duration::from_millis(200)).await;
     assert_eq!(
-        (busy.outcome.as_str(), busy.action),
+        (busy.outcome.code(), busy.action),
         ("busy", Action::Off),
         "{busy:?}"
     );
@@ -178,7 +179,7 @@ async fn wrong_correlation_is_ignored() {
     let mut engine = TestEngine::start(&config);
     engine.connected().await;
     let entry = engine.request(0, Action::On).await;
-    assert_eq!(entry.outcome, "no response");
+    assert_eq!(entry.outcome, Outcome::NoResponse);
     assert_eq!(
         records.recv().await.unwrap().reply,
         SimReply::WrongCorrelation
@@ -209,7 +210,7 @@ async fn duplicate_answers_count_once() {
     let mut engine = TestEngine::start(&config);
     engine.connected().await;
     let entry = engine.request(0, Action::On).await;
-    assert_eq!(entry.outcome, "confirmed");
+    assert_eq!(entry.outcome, Outcome::Confirmed);
     let after = engine.drain(SHORT).await;
     assert!(
         !after.iter().any(|e| matches!(
@@ -228,7 +229,10 @@ async fn garbage_answers_change_no_state() {
     let (mut devices_ok, _) = devices(&config, Faults::default()).await;
     let mut engine = TestEngine::start(&config);
     engine.connected().await;
-    assert_eq!(engine.request(0, Action::On).await.outcome, "confirmed");
+    assert_eq!(
+        engine.request(0, Action::On).await.outcome,
+        Outcome::Confirmed
+    );
     devices_ok.stop();
     let faults = Faults {
         garbage: 1.0,
@@ -241,7 +245,7 @@ async fn garbage_answers_change_no_state() {
         match engine.next(Duration::from_secs(5)).await {
             Event::Relay { status, .. } => last = Some(status),
             Event::Finished { entry, .. } => {
-                assert_eq!(entry.outcome, "device error");
+                assert_eq!(entry.outcome, Outcome::DeviceError);
                 break;
             }
             _ => {}
@@ -275,9 +279,12 @@ async fn device_error_text_is_reported() {
     let mut engine = TestEngine::start(&config);
     engine.connected().await;
     let entry = engine.request(1, Action::On).await;
-    assert_eq!(entry.outcome, "device error");
+    assert_eq!(entry.outcome, Outcome::DeviceError);
     assert_eq!(entry.detail.as_deref(), Some(FAIL_TEXT));
-    assert_eq!(engine.request(0, Action::On).await.outcome, "confirmed");
+    assert_eq!(
+        engine.request(0, Action::On).await.outcome,
+        Outcome::Confirmed
+    );
 }
 
 /// Two engines have their own response topics and never see each other's
@@ -292,7 +299,7 @@ async fn two_panels_do_not_see_each_others_answers() {
     assert_ne!(a.handle.response_topic, b.handle.response_topic);
     a.connected().await;
     b.connected().await;
-    assert_eq!(a.request(0, Action::On).await.outcome, "confirmed");
+    assert_eq!(a.request(0, Action::On).await.outcome, Outcome::Confirmed);
     let seen_by_b = b.drain(SHORT).await;
     assert!(
         !seen_by_b
@@ -300,7 +307,7 @@ async fn two_panels_do_not_see_each_others_answers() {
             .any(|e| matches!(e, Event::Relay { .. } | Event::Finished { .. })),
         "{seen_by_b:?}"
     );
-    assert_eq!(b.request(1, Action::On).await.outcome, "confirmed");
+    assert_eq!(b.request(1, Action::On).await.outcome, Outcome::Confirmed);
     let seen_by_a = a.drain(SHORT).await;
     assert!(
         !seen_by_a
@@ -319,7 +326,10 @@ async fn reconnects_after_broker_restart() {
     let (devices_handle, _) = devices(&config, Faults::default()).await;
     let mut engine = TestEngine::start(&config);
     engine.connected().await;
-    assert_eq!(engine.request(0, Action::On).await.outcome, "confirmed");
+    assert_eq!(
+        engine.request(0, Action::On).await.outcome,
+        Outcome::Confirmed
+    );
 
     broker.stop();
     let down = engine
@@ -330,7 +340,7 @@ async fn reconnects_after_broker_restart() {
     assert!(matches!(&down, ConnectionState::Reconnecting { reason, .. } if !reason.is_empty()));
     // While down, a request is refused at once, not queued.
     let refused = engine.request(0, Action::Off).await;
-    assert_eq!(refused.outcome, "not sent");
+    assert_eq!(refused.outcome, Outcome::NotSent);
 
     broker.resume();
     let started = std::time::Instant::now();
@@ -347,7 +357,7 @@ async fn reconnects_after_broker_restart() {
         .unwrap();
     let entry = engine.request(0, Action::Off).await;
     assert_eq!(
-        (entry.outcome.as_str(), entry.state),
+        (entry.outcome.code(), entry.state),
         ("confirmed", Some(RelayState::Off))
     );
 }
@@ -370,7 +380,7 @@ async fn request_in_flight_at_a_drop_is_never_confirmed() {
     broker.stop();
     let entry = engine.finished(0, Duration::from_secs(5)).await;
     assert!(
-        entry.outcome == "connection lost" || entry.outcome == "no response",
+        entry.outcome == Outcome::ConnectionLost || entry.outcome == Outcome::NoResponse,
         "{entry:?}"
     );
     broker.resume();
@@ -405,7 +415,7 @@ async fn late_answer_is_marked_late() {
     let mut engine = TestEngine::start(&config);
     engine.connected().await;
     let entry = engine.request(0, Action::On).await;
-    assert_eq!(entry.outcome, "no response");
+    assert_eq!(entry.outcome, Outcome::NoResponse);
     loop {
         match engine.next(Duration::from_secs(3)).await {
             Event::Relay { status, .. } => {
@@ -439,7 +449,10 @@ async fn last_acknowledged_state_survives_restart() {
     };
     let mut first = TestEngine::start_with(options());
     first.connected().await;
-    assert_eq!(first.request(1, Action::On).await.outcome, "confirmed");
+    assert_eq!(
+        first.request(1, Action::On).await.outcome,
+        Outcome::Confirmed
+    );
     first.stop().await;
 
     let mut second = TestEngine::start_with(options());
@@ -486,7 +499,10 @@ async fn corrupted_store_is_set_aside() {
             _ => {}
         }
     }
-    assert_eq!(engine.request(0, Action::On).await.outcome, "confirmed");
+    assert_eq!(
+        engine.request(0, Action::On).await.outcome,
+        Outcome::Confirmed
+    );
     let names: Vec<String> = std::fs::read_dir(data.path())
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
@@ -581,7 +597,7 @@ async fn demo_broker_and_devices_confirm() {
     let mut engine = TestEngine::start(&demo.config);
     engine.connected().await;
     let entry = engine.request(0, Action::On).await;
-    assert_eq!(entry.outcome, "confirmed");
+    assert_eq!(entry.outcome, Outcome::Confirmed);
     let beacon = demo
         .config
         .relays
@@ -590,7 +606,7 @@ async fn demo_broker_and_devices_confirm() {
         .unwrap();
     assert_eq!(
         engine.request(beacon, Action::On).await.outcome,
-        "device error"
+        Outcome::DeviceError
     );
 }
 
@@ -693,19 +709,24 @@ async fn hostile_responses_change_nothing() {
     tokio::time::sleep(Duration::from_millis(200)).await;
 
     let first = engine.request(0, Action::On).await;
-    assert_eq!(first.outcome, "no response", "nothing matched: {first:?}");
+    assert_eq!(
+        first.outcome,
+        Outcome::NoResponse,
+        "nothing matched: {first:?}"
+    );
     let oversized = engine.request(0, Action::On).await;
     assert_eq!(
-        oversized.outcome, "no response",
+        oversized.outcome,
+        Outcome::NoResponse,
         "the broker drops what exceeds our maximum packet size"
     );
     let garbage = engine.request(0, Action::On).await;
-    assert_eq!(garbage.outcome, "device error");
+    assert_eq!(garbage.outcome, Outcome::DeviceError);
     let text = garbage.detail.unwrap();
     assert!(text.contains("boom") && !text.contains('\0'), "{text:?}");
     let proper = engine.request(0, Action::On).await;
     assert_eq!(
-        (proper.outcome.as_str(), proper.state),
+        (proper.outcome.code(), proper.state),
         ("confirmed", Some(RelayState::On))
     );
     assert!(

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use common::{Mosquitto, ScriptedDevice, TestEngine, config, devices};
 use relay_panel::config::Config;
 use relay_panel::engine::{self, ConnectionState, EngineOptions, Event};
+use relay_panel::outcome::Outcome;
 use relay_panel::protocol::{Action, RelayState};
 use relay_panel::sim::{Faults, SimReply};
 use relay_panel::store::Store;
@@ -51,14 +52,14 @@ async fn older_answer_never_overwrites_newer_confirmation() {
     let a = device.request(Duration::from_secs(5)).await;
     assert_eq!(a.payload, "1");
     let timed_out = engine.finished(0, Duration::from_secs(5)).await;
-    assert_eq!(timed_out.outcome, "no response");
+    assert_eq!(timed_out.outcome, Outcome::NoResponse);
 
     engine.handle.request(0, Action::Off);
     let b = device.request(Duration::from_secs(5)).await;
     device.answer(&b, "0").await;
     let confirmed = engine.finished(0, Duration::from_secs(5)).await;
     assert_eq!(
-        (confirmed.outcome.as_str(), confirmed.state),
+        (confirmed.outcome.code(), confirmed.state),
         ("confirmed", Some(RelayState::Off))
     );
 
@@ -198,7 +199,11 @@ async fn three_restarts_with_a_fixed_client_id_are_ridden_out() {
             .await;
         assert!(state.is_ready());
         let entry = engine.request(0, Action::On).await;
-        assert_eq!(entry.outcome, "confirmed", "round {round}: {entry:?}");
+        assert_eq!(
+            entry.outcome,
+            Outcome::Confirmed,
+            "round {round}: {entry:?}"
+        );
     }
     assert!(
         engine
@@ -322,7 +327,7 @@ async fn relayctl_never_takes_over_the_panel_session() {
         "the panel stayed connected: {after:?}"
     );
     let entry = panel.request(0, Action::Off).await;
-    assert_eq!(entry.outcome, "confirmed");
+    assert_eq!(entry.outcome, Outcome::Confirmed);
 }
 
 /// A wrong password is certain to fail again: relayctl exits 1 within
@@ -389,7 +394,10 @@ async fn an_engine_crash_is_reported() {
     assert!(ended.is_none(), "the event stream ends: {ended:?}");
     let mut again = TestEngine::start(&config);
     again.connected().await;
-    assert_eq!(again.request(0, Action::On).await.outcome, "confirmed");
+    assert_eq!(
+        again.request(0, Action::On).await.outcome,
+        Outcome::Confirmed
+    );
 }
 
 /// The store is locked by another program while a relay is confirmed: the
@@ -404,14 +412,23 @@ async fn a_busy_store_loses_no_confirmation() {
     let (_devices, _) = devices(&config, Faults::default()).await;
     let mut engine = engine_with_store(&config, dir.path());
     engine.connected().await;
-    assert_eq!(engine.request(0, Action::On).await.outcome, "confirmed");
+    assert_eq!(
+        engine.request(0, Action::On).await.outcome,
+        Outcome::Confirmed
+    );
     tokio::time::sleep(Duration::from_millis(300)).await;
 
     let holder =
         rusqlite::Connection::open(dir.path().join(relay_panel::store::STORE_FILE)).unwrap();
     holder.execute_batch("BEGIN EXCLUSIVE;").unwrap();
-    assert_eq!(engine.request(1, Action::On).await.outcome, "confirmed");
-    assert_eq!(engine.request(0, Action::Off).await.outcome, "confirmed");
+    assert_eq!(
+        engine.request(1, Action::On).await.outcome,
+        Outcome::Confirmed
+    );
+    assert_eq!(
+        engine.request(0, Action::Off).await.outcome,
+        Outcome::Confirmed
+    );
     let mut warnings = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(8);
     while warnings.is_empty() && Instant::now() < deadline {
@@ -424,7 +441,10 @@ async fn a_busy_store_loses_no_confirmation() {
     assert_eq!(warnings.len(), 1, "{warnings:?}");
     assert!(warnings[0].contains("kept in memory"), "{warnings:?}");
     // More confirmations while it fails: no more warnings.
-    assert_eq!(engine.request(1, Action::Off).await.outcome, "confirmed");
+    assert_eq!(
+        engine.request(1, Action::Off).await.outcome,
+        Outcome::Confirmed
+    );
     holder.execute_batch("COMMIT;").unwrap();
     drop(holder);
     let mut resumed = None;
@@ -474,8 +494,13 @@ async fn a_stalled_broker_never_actuates_an_expired_request() {
             outcomes.insert(relay, entry);
         }
     }
-    assert_eq!(outcomes[&0].outcome, "no response", "{:?}", outcomes[&0]);
-    assert_eq!(outcomes[&1].outcome, "not sent", "{:?}", outcomes[&1]);
+    assert_eq!(
+        outcomes[&0].outcome,
+        Outcome::NoResponse,
+        "{:?}",
+        outcomes[&0]
+    );
+    assert_eq!(outcomes[&1].outcome, Outcome::NotSent, "{:?}", outcomes[&1]);
     assert!(
         outcomes[&1]
             .detail
@@ -503,7 +528,10 @@ async fn a_stalled_broker_never_actuates_an_expired_request() {
     assert_eq!(devices.state("r1"), Some(RelayState::Off));
     // The connection survived the stall and works.
     engine.ensure_connected().await;
-    assert_eq!(engine.request(1, Action::On).await.outcome, "confirmed");
+    assert_eq!(
+        engine.request(1, Action::On).await.outcome,
+        Outcome::Confirmed
+    );
 }
 
 /// A broker that speaks only MQTT 3.1.1 and simply does not answer an

@@ -1,6 +1,7 @@
 //! Short versions of the chaos soak (`relayctl soak` runs the long one):
 //! every confirmation checked against what the simulated devices did.
 
+use relay_panel::outcome::Outcome;
 use relay_panel::soak::{SoakOptions, run};
 
 /// Drops, duplicates, garbage, wrong correlation and late answers: no false
@@ -15,14 +16,25 @@ async fn chaos_soak_has_no_false_confirmations() {
     assert_eq!(report.false_confirmations, 0);
     assert_eq!(report.overdue, 0);
     assert_eq!(report.requests, 2000);
-    for outcome in ["confirmed", "no response", "device error"] {
+    for outcome in [
+        Outcome::Confirmed,
+        Outcome::NoResponse,
+        Outcome::DeviceError,
+    ] {
         assert!(
-            report.outcomes.get(outcome).copied().unwrap_or(0) > 0,
+            report.outcomes.get(&outcome).copied().unwrap_or(0) > 0,
             "no {outcome}: {}",
             report.render()
         );
     }
-    assert!(report.late.get("late confirmed").copied().unwrap_or(0) > 0);
+    assert!(
+        report
+            .late
+            .get(&Outcome::LateConfirmed)
+            .copied()
+            .unwrap_or(0)
+            > 0
+    );
     for fault in [
         "dropped",
         "answered twice",
@@ -54,7 +66,12 @@ async fn soak_survives_ten_broker_outages() {
         report.reconnects
     );
     assert!(
-        report.outcomes.get("connection lost").copied().unwrap_or(0) > 0,
+        report
+            .outcomes
+            .get(&Outcome::ConnectionLost)
+            .copied()
+            .unwrap_or(0)
+            > 0,
         "{}",
         report.render()
     );

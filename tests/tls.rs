@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use common::{Mosquitto, TestEngine, config, devices};
 use relay_panel::config::Config;
+use relay_panel::outcome::Outcome;
 use relay_panel::protocol::Action;
 use relay_panel::sim::Faults;
 
@@ -172,7 +173,7 @@ async fn tls_with_ca_and_password_confirms() {
     let mut engine = TestEngine::start(&config);
     engine.connected().await;
     let entry = engine.request(0, Action::On).await;
-    assert_eq!(entry.outcome, "confirmed");
+    assert_eq!(entry.outcome, Outcome::Confirmed);
 }
 
 /// A certificate not signed by the configured CA: a clear TLS message, no retry loop.
@@ -217,7 +218,7 @@ async fn wrong_password_is_explained() {
     );
     engine.handle.request(0, Action::On);
     let entry = engine.finished(0, Duration::from_secs(1)).await;
-    assert_eq!(entry.outcome, "not sent");
+    assert_eq!(entry.outcome, Outcome::NotSent);
     assert!(
         entry.detail.unwrap().contains("user name or password"),
         "the reason is given"
@@ -273,7 +274,10 @@ async fn tls_handshake_cut_off_is_retried() {
             s => s.is_ready(),
         })
         .await;
-    assert_eq!(engine.request(0, Action::On).await.outcome, "confirmed");
+    assert_eq!(
+        engine.request(0, Action::On).await.outcome,
+        Outcome::Confirmed
+    );
 }
 
 /// ACL with least privilege: the panel may publish only to its relays'
@@ -328,10 +332,10 @@ async fn acl_least_privilege_works_and_denied_topic_is_explained() {
     let mut engine = TestEngine::start(&config);
     engine.connected().await;
     let ok = engine.request(0, Action::On).await;
-    assert_eq!(ok.outcome, "confirmed");
+    assert_eq!(ok.outcome, Outcome::Confirmed);
     let started = std::time::Instant::now();
     let denied = engine.request(1, Action::On).await;
-    assert_eq!(denied.outcome, "refused by broker", "{denied:?}");
+    assert_eq!(denied.outcome, Outcome::Refused, "{denied:?}");
     let detail = denied.detail.unwrap_or_default();
     assert!(
         detail.contains("NotAuthorized") && detail.contains("ACL"),

@@ -13,6 +13,7 @@ use std::time::{Duration, SystemTime};
 use clap::{Parser, Subcommand};
 use relay_panel::config::{Config, ConfigError};
 use relay_panel::engine::{self, ConnectionState, EngineHandle, EngineOptions, Event, Events};
+use relay_panel::outcome::Outcome;
 use relay_panel::paths;
 use relay_panel::protocol::{Action, RelayState};
 use relay_panel::relay::{Phase, RelayStatus, format_age, format_rtt, format_time};
@@ -230,11 +231,11 @@ fn spawn_engine(config: &Config, args: &Args) -> anyhow::Result<(EngineHandle, E
 
 /// The exit code `set` / `get` gives for a request that ended this way.
 fn exit_code(entry: &AuditEntry) -> u8 {
-    match entry.outcome.as_str() {
-        "confirmed" if other_state(entry).is_some() => DEVICE_ERROR,
-        "confirmed" => CONFIRMED,
-        "no response" => NO_RESPONSE,
-        "device error" => DEVICE_ERROR,
+    match entry.outcome {
+        Outcome::Confirmed if other_state(entry).is_some() => DEVICE_ERROR,
+        Outcome::Confirmed => CONFIRMED,
+        Outcome::NoResponse => NO_RESPONSE,
+        Outcome::DeviceError => DEVICE_ERROR,
         _ => ERROR,
     }
 }
@@ -421,8 +422,8 @@ async fn drain(events: &mut Events, within: Duration, mut each: impl FnMut(Event
 
 fn print_outcome(config: &Config, entry: &AuditEntry) {
     let id = &entry.relay_id;
-    match (entry.outcome.as_str(), entry.state, entry.rtt) {
-        ("confirmed", Some(state), rtt) if other_state(entry).is_some() => {
+    match (entry.outcome, entry.state, entry.rtt) {
+        (Outcome::Confirmed, Some(state), rtt) if other_state(entry).is_some() => {
             let after = rtt
                 .map(|r| format!(" (answered in {})", format_rtt(r)))
                 .unwrap_or_default();
@@ -431,7 +432,7 @@ fn print_outcome(config: &Config, entry: &AuditEntry) {
                 entry.action
             );
         }
-        ("confirmed", Some(state), Some(rtt)) => {
+        (Outcome::Confirmed, Some(state), Some(rtt)) => {
             let note = entry
                 .detail
                 .as_deref()
@@ -439,7 +440,7 @@ fn print_outcome(config: &Config, entry: &AuditEntry) {
                 .unwrap_or_default();
             println!("{id} {state} (confirmed in {}){note}", format_rtt(rtt));
         }
-        ("no response", _, _) => {
+        (Outcome::NoResponse, _, _) => {
             let timeout = config
                 .relay(id)
                 .map(|r| config.timeout(r))
@@ -453,7 +454,7 @@ fn print_outcome(config: &Config, entry: &AuditEntry) {
                     .unwrap_or("?")
             );
         }
-        ("device error", _, rtt) => {
+        (Outcome::DeviceError, _, rtt) => {
             let after = rtt
                 .map(|r| format!(" (after {})", format_rtt(r)))
                 .unwrap_or_default();
@@ -1013,8 +1014,8 @@ mod watch {
             None => entry.detail.clone(),
         };
         let note = note.map(|n| format!(" — {n}")).unwrap_or_default();
-        match (entry.outcome.as_str(), entry.state, entry.rtt) {
-            ("no response", _, _) => {
+        match (entry.outcome, entry.state, entry.rtt) {
+            (Outcome::NoResponse, _, _) => {
                 let timeout = config
                     .relay(id)
                     .map(|r| config.timeout(r))
@@ -1024,7 +1025,7 @@ mod watch {
                     timeout.as_secs_f64()
                 )
             }
-            ("confirmed", Some(state), Some(rtt)) => {
+            (Outcome::Confirmed, Some(state), Some(rtt)) => {
                 format!(
                     "{id} {action}: confirmed {state} in {}{note}",
                     format_rtt(rtt)

@@ -3,20 +3,21 @@
 use egui::{Color32, RichText};
 
 use super::{Action, Model};
+use crate::outcome::Outcome;
 use crate::relay::{format_rtt, format_time};
 use crate::store::AuditEntry;
 
 /// Colour of an outcome word.
-pub fn outcome_colour(outcome: &str) -> Option<Color32> {
+pub fn outcome_colour(outcome: Outcome) -> Option<Color32> {
     match outcome {
-        "confirmed" | "late confirmed" => Some(Color32::from_rgb(60, 180, 75)),
-        "no response" | "device error" | "late device error" => {
+        Outcome::Confirmed | Outcome::LateConfirmed => Some(Color32::from_rgb(60, 180, 75)),
+        Outcome::NoResponse | Outcome::DeviceError | Outcome::LateDeviceError => {
             Some(Color32::from_rgb(220, 60, 60))
         }
-        "connection lost" | "not sent" | "refused by broker" => {
+        Outcome::ConnectionLost | Outcome::NotSent | Outcome::Refused => {
             Some(Color32::from_rgb(230, 160, 40))
         }
-        _ => None,
+        Outcome::Busy => None,
     }
 }
 
@@ -24,7 +25,7 @@ fn matches(entry: &AuditEntry, needle: &str) -> bool {
     needle.is_empty()
         || [
             entry.relay_id.as_str(),
-            entry.outcome.as_str(),
+            entry.outcome.code(),
             entry.action.as_str(),
             entry.operator.as_str(),
         ]
@@ -72,8 +73,8 @@ pub fn show(ui: &mut egui::Ui, model: &Model, filter: &mut String) -> Option<Act
                             .unwrap_or_else(|| entry.relay_id.clone());
                         ui.label(name).on_hover_text(&entry.relay_id);
                         ui.label(entry.action.as_str());
-                        let mut outcome = RichText::new(&entry.outcome);
-                        if let Some(colour) = outcome_colour(&entry.outcome) {
+                        let mut outcome = RichText::new(entry.outcome.code());
+                        if let Some(colour) = outcome_colour(entry.outcome) {
                             outcome = outcome.color(colour);
                         }
                         ui.label(outcome);

@@ -683,7 +683,7 @@ pub fn write_csv(
             crate::relay::format_time(e.at),
             e.relay_id.clone(),
             e.action.as_str().to_owned(),
-            e.outcome.clone(),
+            e.outcome.code().to_owned(),
             e.state.map(|s| s.as_str().to_owned()).unwrap_or_default(),
             e.rtt
                 .map(|d| format!("{:.3}", d.as_secs_f64() * 1000.0))

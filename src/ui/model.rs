@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use crate::config::Config;
 use crate::engine::{ConnectionState, Event};
+use crate::outcome::Outcome;
 use crate::protocol::Action;
 use crate::relay::RelayStatus;
 use crate::store::AuditEntry;
@@ -158,11 +159,13 @@ impl Model {
                 if let Some(run) = &mut self.group_run
                     && run.waiting.remove(&relay)
                 {
-                    match (entry.outcome.as_str(), entry.state) {
-                        ("confirmed", Some(state)) if Action::switch_to(state) == run.action => {
+                    match (entry.outcome, entry.state) {
+                        (Outcome::Confirmed, Some(state))
+                            if Action::switch_to(state) == run.action =>
+                        {
                             run.confirmed += 1
                         }
-                        ("no response", _) => run.no_response += 1,
+                        (Outcome::NoResponse, _) => run.no_response += 1,
                         _ => run.failed += 1,
                     }
                 }
