@@ -1,0 +1,173 @@
+//! The engine and its connection: what the event loop reports (connected,
+//! subscribed, acknowledged, dropped) and what it means for the requests
+//! in flight.
+
+use std::time::{Duration, Instant};
+
+use rumqttc::v5::mqttbytes::v5::SubscribeReasonCode;
+use tokio::sync::mpsc;
+
+use super::loading::StoreSlot;
+use super::task::Engine;
+use super::{ConnectionState, Event, RESUBSCRIBE_AFTER};
+use crate::mqtt::{self, NetEvent};
+use crate::relay::Failure;
+
+impl Engine {
+    /// Ends every request in flight as "connection lost" (they stay
+    /// answerable late), and every request never handed over as "not
+    /// sent".
+    pub(super) fn connection_lost(&mut self) {
+        self.resubscribe_at = None;
+        for held in self.outbox.disconnected() {
+            if self.pending.cancel(&held.id).is_some() {
+                let reason = "the connection dropped before it could be sent".to_owned();
+                self.finish_failed(
+                    held.relay,
+                    held.action,
+                    Failure::NotSent { reason },
+                    None,
+                    Some(held.id),
+                );
+            }
+        }
+        for (id, request) in self.pending.abandon_all(Instant::now()) {
+            self.finish_failed(
+                request.relay,
+                request.action,
+                Failure::ConnectionLost,
+                None,
+                Some(id),
+            );
+        }
+    }
+
+    /// The event-loop task is gone for good.
+    pub(super) fn network_ended(&mut self) {
+        self.connection_lost();
+        if !matches!(
+            self.connection,
+            ConnectionState::Failed { .. } | ConnectionState::Stopped
+        ) {
+            self.set_connection(ConnectionState::Failed {
+                reason: "internal error: the MQTT connection task stopped; Retry starts it again"
+                    .to_owned(),
+            });
+        }
+    }
+
+    pub(super) async fn shutdown(&mut self, network: Option<mpsc::Receiver<NetEvent>>) {
+        self.connection_lost();
+        if let Some(mut network) = network
+            && self.client.try_disconnect().is_ok()
+        {
+            // Let the event loop put DISCONNECT on the wire (it returns once sent).
+            let _ = tokio::time::timeout(Duration::from_millis(500), async {
+                while network.recv().await.is_some() {}
+            })
+            .await;
+        }
+        if let StoreSlot::Ready(mut store) = std::mem::replace(&mut self.store, StoreSlot::Off) {
+            let _ = tokio::task::spawn_blocking(move || store.close()).await;
+        }
+        self.set_connection(ConnectionState::Stopped);
+    }
+
+    pub(super) fn set_connection(&mut self, state: ConnectionState) {
+        if self.connection != state {
+            self.connection = state.clone();
+            self.emit(Event::Connection(state));
+        }
+    }
+
+    /// Subscribes to the response topic; if the client's queue refuses,
+    /// tries again shortly (the connection itself is fine, so the state
+    /// stays "subscribing").
+    pub(super) fn subscribe(&mut self) {
+        if let Err(reason) = mqtt::subscribe(&self.client, &self.response_topic) {
+            tracing::warn!("{reason}; trying again");
+            self.resubscribe_at = Some(Instant::now() + RESUBSCRIBE_AFTER);
+        }
+    }
+
+    pub(super) fn on_network(&mut self, event: NetEvent) {
+        match event {
+            NetEvent::Connected(ack) => {
+                tracing::info!(
+                    "connected (session present: {}); subscribing to {}",
+                    ack.session_present,
+                    self.response_topic
+                );
+                let receive_max = ack
+                    .properties
+                    .as_ref()
+                    .and_then(|p| p.receive_max)
+                    .unwrap_or(u16::MAX);
+                self.outbox.window = usize::from(receive_max.min(mqtt::MAX_IN_FLIGHT)).max(1);
+                self.set_connection(ConnectionState::Subscribing);
+                self.subscribe();
+            }
+            NetEvent::SubAck(ack) => {
+                let refused = ack
+                    .return_codes
+                    .iter()
+                    .find(|code| !matches!(code, SubscribeReasonCode::Success(_)));
+                match refused {
+                    None => {
+                        self.set_connection(ConnectionState::Connected);
+                        self.pump();
+                    }
+                    Some(code) => {
+                        // Answers could never arrive: leave, and say what to fix.
+                        let _ = self.client.try_disconnect();
+                        self.connection_lost();
+                        self.set_connection(ConnectionState::Failed {
+                            reason: format!(
+                                "the broker refused the subscription to this panel's response topic {} ({code:?}); \
+                                 the broker's ACL must let this client subscribe to it",
+                                self.response_topic
+                            ),
+                        });
+                    }
+                }
+            }
+            NetEvent::Publish(publish) => self.on_publish(publish),
+            NetEvent::Sent(pkid) => self.outbox.packets.sent(pkid),
+            NetEvent::Acked(pkid) => {
+                self.outbox.packets.acknowledged(pkid);
+                self.pump();
+            }
+            NetEvent::Refused { pkid, reason } => {
+                if let Some(id) = self.outbox.packets.acknowledged(pkid)
+                    && let Some(request) = self.pending.cancel(&id)
+                {
+                    let topic = &self.config.relays[request.relay].request_topic;
+                    let reason = format!(
+                        "{reason} — the broker does not let this panel publish to {topic}; check its ACL"
+                    );
+                    tracing::warn!("request refused by the broker: {reason}");
+                    self.finish_failed(
+                        request.relay,
+                        request.action,
+                        Failure::Refused { reason },
+                        None,
+                        Some(id),
+                    );
+                }
+                self.pump();
+            }
+            NetEvent::Down {
+                reason,
+                fatal,
+                retry_in,
+            } => {
+                self.connection_lost();
+                self.set_connection(if fatal {
+                    ConnectionState::Failed { reason }
+                } else {
+                    ConnectionState::Reconnecting { reason, retry_in }
+                });
+            }
+        }
+    }
+}

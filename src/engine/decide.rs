@@ -1,0 +1,488 @@
+//! The decision core: what an answer, a timeout, a refusal or a dropped
+//! connection does to a request — which status the relay gets, which audit
+//! entry is written, which acknowledgement is stored. Pure: times come in
+//! as arguments, nothing is sent or written here; the engine task applies
+//! the [`Ended`] it gets back.
+//!
+//! Rules (DESIGN.md, "Panel rules"):
+//! - a state is taken only from an answer to a request this panel sent;
+//! - of two answers, the one to the request *sent later* wins, whatever
+//!   order they arrive in (an older late answer is logged, not shown);
+//! - a failure never changes the last acknowledged state.
+//!
+//! (The file passes 400 lines because of its table tests, kept beside the
+//! rules they check.)
+
+use std::time::{Duration, SystemTime};
+
+use crate::outcome::Outcome;
+use crate::protocol::{Action, CorrelationId, RelayState, Reply};
+use crate::relay::{Failure, RelayStatus};
+use crate::store::{AuditEntry, StoredAck};
+
+/// The request an event is about.
+#[derive(Debug, Clone, Copy)]
+pub struct Request<'a> {
+    /// The relay's id (audit entries name relays by id).
+    pub relay_id: &'a str,
+    /// What was asked.
+    pub action: Action,
+    /// Its correlation id, when it got one (requests refused before being
+    /// registered have none).
+    pub id: Option<CorrelationId>,
+    /// Who asked.
+    pub operator: &'a str,
+}
+
+/// What to do about a request that ended (or was answered late).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ended {
+    /// The audit entry to write and report.
+    pub entry: AuditEntry,
+    /// The acknowledgement to store, when the answer became the relay's
+    /// last acknowledged state.
+    pub ack: Option<StoredAck>,
+    /// Whether the relay's status changed (a status event is due).
+    pub status_changed: bool,
+}
+
+fn entry(
+    request: &Request<'_>,
+    outcome: Outcome,
+    state: Option<RelayState>,
+    rtt: Option<Duration>,
+    detail: Option<String>,
+    at: SystemTime,
+) -> AuditEntry {
+    AuditEntry {
+        at,
+        relay_id: request.relay_id.to_owned(),
+        action: request.action,
+        outcome,
+        state,
+        rtt,
+        detail,
+        operator: request.operator.to_owned(),
+        correlation: request.id.map(|id| id.to_hex()),
+    }
+}
+
+/// The device answered `reply` to `request`, `rtt` after it was sent, at
+/// `at` (wall clock). `late`: the request had already ended.
+pub fn answered(
+    status: &mut RelayStatus,
+    request: &Request<'_>,
+    reply: Reply,
+    rtt: Duration,
+    at: SystemTime,
+    late: bool,
+) -> Ended {
+    // The request's send time on the wall clock: acknowledgements are
+    // ordered by it, here and in the store (across processes).
+    let requested = at.checked_sub(rtt).unwrap_or(at);
+    match reply {
+        Reply::State(state) => {
+            let taken = if late {
+                status.late(state, requested, at, rtt)
+            } else {
+                status.confirm(state, requested, at, rtt)
+            };
+            let detail = if late {
+                (!taken).then(|| {
+                    "answers a request older than the last acknowledged state; not shown".to_owned()
+                })
+            } else {
+                match request.action {
+                    Action::On | Action::Off if Action::switch_to(state) != request.action => {
+                        Some(format!("asked {}, device reports {state}", request.action))
+                    }
+                    _ => None,
+                }
+            };
+            let outcome = if late {
+                Outcome::LateConfirmed
+            } else {
+                Outcome::Confirmed
+            };
+            let ack = taken.then(|| StoredAck {
+                relay_id: request.relay_id.to_owned(),
+                state,
+                requested,
+                at,
+                rtt,
+                late,
+            });
+            Ended {
+                entry: entry(request, outcome, Some(state), Some(rtt), detail, at),
+                ack,
+                // A current answer always ends the pending phase.
+                status_changed: taken || !late,
+            }
+        }
+        Reply::DeviceError(text) if late => Ended {
+            entry: entry(
+                request,
+                Outcome::LateDeviceError,
+                None,
+                Some(rtt),
+                Some(text),
+                at,
+            ),
+            ack: None,
+            status_changed: false,
+        },
+        Reply::DeviceError(text) => failed(
+            status,
+            request,
+            Failure::DeviceError { text },
+            Some(rtt),
+            at,
+        ),
+    }
+}
+
+/// The request ended without a state: no answer in time, the connection
+/// dropped, the broker refused it, it was never sent, the device said
+/// something else. The last acknowledged state stays.
+pub fn failed(
+    status: &mut RelayStatus,
+    request: &Request<'_>,
+    failure: Failure,
+    rtt: Option<Duration>,
+    at: SystemTime,
+) -> Ended {
+    let detail = match &failure {
+        Failure::DeviceError { text } => Some(text.clone()),
+        Failure::NotSent { reason } | Failure::Refused { reason } => Some(reason.clone()),
+        Failure::NoResponse { .. } | Failure::ConnectionLost => None,
+    };
+    let entry = entry(request, failure.outcome(), None, rtt, detail, at);
+    status.fail(failure, at);
+    Ended {
+        entry,
+        ack: None,
+        status_changed: true,
+    }
+}
+
+/// A request for a relay that already has one in flight: not sent, said at
+/// once; the request in flight (and the status) are untouched.
+pub fn busy(request: &Request<'_>, at: SystemTime) -> Ended {
+    let detail = format!(
+        "not sent: relay {} already has a request in flight",
+        request.relay_id
+    );
+    Ended {
+        entry: entry(request, Outcome::Busy, None, None, Some(detail), at),
+        ack: None,
+        status_changed: false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pending::{PendingRequests, Resolution};
+    use crate::relay::Phase;
+
+    const TIMEOUT: Duration = Duration::from_secs(3);
+
+    fn wall(ms: u64) -> SystemTime {
+        SystemTime::UNIX_EPOCH + Duration::from_millis(1_000_000 + ms)
+    }
+
+    fn request(action: Action, n: u8) -> Request<'static> {
+        Request {
+            relay_id: "pump-1",
+            action,
+            id: Some(CorrelationId([n; 16])),
+            operator: "tech",
+        }
+    }
+
+    /// Table: each event on a pending request, and what it decides.
+    #[test]
+    fn decisions_table() {
+        use RelayState::{Off, On};
+        struct Case {
+            what: &'static str,
+            action: Action,
+            reply: Option<Reply>,
+            failure: Option<Failure>,
+            late: bool,
+            outcome: Outcome,
+            shown: Option<RelayState>,
+            stored: bool,
+            detail: Option<&'static str>,
+        }
+        let cases = [
+            Case {
+                what: "answer in time",
+                action: Action::On,
+                reply: Some(Reply::State(On)),
+                failure: None,
+                late: false,
+                outcome: Outcome::Confirmed,
+                shown: Some(On),
+                stored: true,
+                detail: None,
+            },
+            Case {
+                what: "the device reports the other state",
+                action: Action::On,
+                reply: Some(Reply::State(Off)),
+                failure: None,
+                late: false,
+                outcome: Outcome::Confirmed,
+                shown: Some(Off),
+                stored: true,
+                detail: Some("asked on, device reports off"),
+            },
+            Case {
+                what: "a query is answered",
+                action: Action::Query,
+                reply: Some(Reply::State(Off)),
+                failure: None,
+                late: false,
+                outcome: Outcome::Confirmed,
+                shown: Some(Off),
+                stored: true,
+                detail: None,
+            },
+            Case {
+                what: "device error",
+                action: Action::On,
+                reply: Some(Reply::DeviceError("coil".into())),
+                failure: None,
+                late: false,
+                outcome: Outcome::DeviceError,
+                shown: None,
+                stored: false,
+                detail: Some("coil"),
+            },
+            Case {
+                what: "late answer with nothing newer known",
+                action: Action::On,
+                reply: Some(Reply::State(On)),
+                failure: None,
+                late: true,
+                outcome: Outcome::LateConfirmed,
+                shown: Some(On),
+                stored: true,
+                detail: None,
+            },
+            Case {
+                what: "late device error",
+                action: Action::On,
+                reply: Some(Reply::DeviceError("jammed".into())),
+                failure: None,
+                late: true,
+                outcome: Outcome::LateDeviceError,
+                shown: None,
+                stored: false,
+                detail: Some("jammed"),
+            },
+            Case {
+                what: "timeout",
+                action: Action::Off,
+                reply: None,
+                failure: Some(Failure::NoResponse { after: TIMEOUT }),
+                late: false,
+                outcome: Outcome::NoResponse,
+                shown: None,
+                stored: false,
+                detail: None,
+            },
+            Case {
+                what: "connection lost",
+                action: Action::Off,
+                reply: None,
+                failure: Some(Failure::ConnectionLost),
+                late: false,
+                outcome: Outcome::ConnectionLost,
+                shown: None,
+                stored: false,
+                detail: None,
+            },
+            Case {
+                what: "refused by the broker",
+                action: Action::Off,
+                reply: None,
+                failure: Some(Failure::Refused {
+                    reason: "NotAuthorized".into(),
+                }),
+                late: false,
+                outcome: Outcome::Refused,
+                shown: None,
+                stored: false,
+                detail: Some("NotAuthorized"),
+            },
+        ];
+        for case in cases {
+            let mut status = RelayStatus::default();
+            status.begin(case.action, wall(0), TIMEOUT).unwrap();
+            let request = request(case.action, 1);
+            let rtt = Duration::from_millis(if case.late { 4000 } else { 2 });
+            let at = wall(rtt.as_millis() as u64);
+            let ended = match (case.reply, case.failure) {
+                (Some(reply), None) => answered(&mut status, &request, reply, rtt, at, case.late),
+                (None, Some(failure)) => failed(&mut status, &request, failure, None, at),
+                _ => unreachable!(),
+            };
+            let what = case.what;
+            assert_eq!(ended.entry.outcome, case.outcome, "{what}");
+            assert_eq!(
+                status.last_acknowledged.map(|a| a.state),
+                case.shown,
+                "{what}"
+            );
+            assert_eq!(ended.ack.is_some(), case.stored, "{what}");
+            assert_eq!(ended.entry.detail.as_deref(), case.detail, "{what}");
+            assert_eq!(ended.entry.relay_id, "pump-1", "{what}");
+            assert_eq!(ended.entry.operator, "tech", "{what}");
+            assert_eq!(
+                ended.entry.correlation.as_deref(),
+                Some("01".repeat(16).as_str()),
+                "{what}"
+            );
+            if let Some(ack) = &ended.ack {
+                assert_eq!(ack.requested, wall(0), "{what}: ordered by send time");
+                assert_eq!(ack.late, case.late, "{what}");
+            }
+            // A late answer leaves the phase of whatever came after alone.
+            if !case.late {
+                assert!(!status.is_pending(), "{what}");
+            }
+        }
+    }
+
+    /// A late answer to an older request, arriving after the answer to a
+    /// newer one, is logged but neither shown nor stored.
+    #[test]
+    fn older_late_answer_is_logged_not_shown() {
+        let mut status = RelayStatus::default();
+        // A (on) sent at 0, timed out; B (off) sent at 3100, answered at 3105.
+        status.begin(Action::On, wall(0), TIMEOUT).unwrap();
+        failed(
+            &mut status,
+            &request(Action::On, 1),
+            Failure::NoResponse { after: TIMEOUT },
+            None,
+            wall(3000),
+        );
+        status.begin(Action::Off, wall(3100), TIMEOUT).unwrap();
+        let b = answered(
+            &mut status,
+            &request(Action::Off, 2),
+            Reply::State(RelayState::Off),
+            Duration::from_millis(5),
+            wall(3105),
+            false,
+        );
+        assert!(b.ack.is_some());
+        // A's answer arrives at 3500: 3500 ms after it was sent.
+        let a = answered(
+            &mut status,
+            &request(Action::On, 1),
+            Reply::State(RelayState::On),
+            Duration::from_millis(3500),
+            wall(3500),
+            true,
+        );
+        assert_eq!(a.entry.outcome, Outcome::LateConfirmed);
+        assert!(a.ack.is_none(), "not stored");
+        assert!(!a.status_changed, "no status event");
+        assert!(a.entry.detail.unwrap().contains("older"));
+        assert_eq!(
+            status.last_acknowledged.map(|a| a.state),
+            Some(RelayState::Off)
+        );
+        assert!(matches!(status.phase, Phase::Confirmed { .. }));
+    }
+
+    /// Busy changes nothing and says why.
+    #[test]
+    fn busy_leaves_the_request_in_flight() {
+        let ended = busy(
+            &Request {
+                id: None,
+                ..request(Action::Off, 1)
+            },
+            wall(0),
+        );
+        assert_eq!(ended.entry.outcome, Outcome::Busy);
+        assert!(!ended.status_changed && ended.ack.is_none());
+        assert!(ended.entry.correlation.is_none());
+    }
+
+    /// Timeouts and late answers on tokio's paused clock, as the engine
+    /// sees them: the correlation table ends the request at its deadline,
+    /// a late answer within the grace period is still the device's report,
+    /// one after it is forgotten.
+    #[tokio::test(start_paused = true)]
+    async fn timeout_then_late_answer_on_a_paused_clock() {
+        let grace = Duration::from_secs(60);
+        let mut table = PendingRequests::new(grace, 100);
+        let mut status = RelayStatus::default();
+        let id = CorrelationId([7; 16]);
+        let sent = tokio::time::Instant::now();
+        table
+            .start(id, 0, Action::On, sent.into_std(), TIMEOUT)
+            .unwrap();
+        status.begin(Action::On, wall(0), TIMEOUT).unwrap();
+
+        tokio::time::advance(TIMEOUT - Duration::from_millis(1)).await;
+        assert!(
+            table
+                .expire(tokio::time::Instant::now().into_std())
+                .is_empty()
+        );
+        tokio::time::advance(Duration::from_millis(1)).await;
+        let now = tokio::time::Instant::now().into_std();
+        let expired = table.expire(now);
+        assert_eq!(expired.len(), 1);
+        let timed_out = failed(
+            &mut status,
+            &request(Action::On, 7),
+            Failure::NoResponse { after: TIMEOUT },
+            None,
+            wall(3000),
+        );
+        assert_eq!(timed_out.entry.outcome, Outcome::NoResponse);
+        assert_eq!(status.last_acknowledged, None);
+
+        tokio::time::advance(Duration::from_secs(2)).await;
+        let now = tokio::time::Instant::now().into_std();
+        let Resolution::Late(late) = table.resolve(&id, now) else {
+            panic!("a late answer within the grace period is recognised");
+        };
+        let rtt = now.duration_since(late.sent);
+        assert_eq!(rtt, Duration::from_secs(5));
+        let ended = answered(
+            &mut status,
+            &request(Action::On, 7),
+            Reply::State(RelayState::On),
+            rtt,
+            wall(5000),
+            true,
+        );
+        assert_eq!(ended.entry.outcome, Outcome::LateConfirmed);
+        assert_eq!(ended.ack.unwrap().requested, wall(0));
+        assert_eq!(table.resolve(&id, now), Resolution::Unknown, "once only");
+
+        // Another request, answered after the grace period: forgotten.
+        let id2 = CorrelationId([8; 16]);
+        let now = tokio::time::Instant::now().into_std();
+        table.start(id2, 0, Action::Off, now, TIMEOUT).unwrap();
+        tokio::time::advance(TIMEOUT).await;
+        assert_eq!(
+            table.expire(tokio::time::Instant::now().into_std()).len(),
+            1
+        );
+        tokio::time::advance(grace).await;
+        assert_eq!(
+            table.resolve(&id2, tokio::time::Instant::now().into_std()),
+            Resolution::Unknown
+        );
+    }
+}
