@@ -190,7 +190,10 @@ mod tests {
             ),
         ];
         for (url, message) in cases {
-            assert_eq!(parse_broker_url(url).unwrap_err().to_string(), message);
+            let error = parse_broker_url(url).unwrap_err();
+            assert_eq!(error.to_string(), message);
+            // As with the old `String`, `{:#}` chains show the reason once.
+            assert!(std::error::Error::source(&error).is_none());
         }
     }
 
@@ -205,9 +208,11 @@ mod tests {
         );
         broker.password_env = None;
         broker.password_file = Some("/nonexistent/relay-panel-password".into());
+        let error = broker.resolve_password().unwrap_err();
         assert_eq!(
-            broker.resolve_password().unwrap_err().to_string(),
+            error.to_string(),
             "cannot read password_file /nonexistent/relay-panel-password: No such file or directory (os error 2)"
         );
+        assert!(std::error::Error::source(&error).is_none());
     }
 }
