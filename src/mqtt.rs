@@ -12,7 +12,7 @@ use rumqttc::v5::{AsyncClient, ConnectionError, Event, EventLoop, MqttOptions, S
 use rumqttc::{NetworkOptions, Outgoing, TlsConfiguration, Transport};
 use tokio::sync::mpsc;
 
-use crate::config::{BrokerConfig, Scheme, parse_broker_url};
+use crate::config::{BrokerConfig, PasswordError, Scheme, UrlError, parse_broker_url};
 
 /// Largest packet this client accepts. Sent to the broker in CONNECT, so
 /// the broker drops (rather than delivers) larger responses: an oversized
@@ -33,11 +33,11 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 #[derive(Debug, thiserror::Error)]
 pub enum SetupError {
     /// The broker URL is unusable.
-    #[error("{0}")]
-    Url(String),
+    #[error(transparent)]
+    Url(UrlError),
     /// The password could not be read (env variable, file).
-    #[error("{0}")]
-    Password(String),
+    #[error(transparent)]
+    Password(PasswordError),
     /// A TLS file could not be read.
     #[error("cannot read {what} {path}: {source}")]
     TlsFile {
