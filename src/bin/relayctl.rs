@@ -12,7 +12,9 @@ use std::time::{Duration, SystemTime};
 
 use clap::{Parser, Subcommand};
 use relay_panel::config::{Config, ConfigError};
-use relay_panel::engine::{self, ConnectionState, EngineHandle, EngineOptions, Event, Events};
+use relay_panel::engine::{
+    self, ANSWER_SLACK, ConnectionState, EngineHandle, EngineOptions, Event, Events,
+};
 use relay_panel::outcome::Outcome;
 use relay_panel::paths;
 use relay_panel::protocol::{Action, RelayState};
@@ -35,10 +37,6 @@ const DEVICE_ERROR: u8 = 3;
 /// diagnosis of it, so the reason printed says what was seen.
 const CONNECT_WAIT: Duration =
     Duration::from_millis(relay_panel::mqtt::CONNECT_TIMEOUT.as_millis() as u64 + 2500);
-/// Slack on top of a request's own timeout before relayctl stops waiting
-/// for the engine to end it (the engine ends it at the timeout; this only
-/// bounds the wait should it not).
-const ANSWER_SLACK: Duration = Duration::from_secs(2);
 /// Longest wait for the engine to disconnect and flush the store at exit.
 const SHUTDOWN_WAIT: Duration = Duration::from_secs(5);
 /// The same after the connection failed for certain: nothing is in flight
@@ -328,96 +326,33 @@ fn request(args: &Args, id: &str, action: Action) -> anyhow::Result<(Config, Aud
         .build()?;
     let ended = runtime.block_on(async {
         let (handle, mut events) = spawn_engine(&config, args)?;
-        let ended = request_once(&handle, &mut events, &config, index, action).await;
+        let warn = |message: String| eprintln!("relayctl: warning: {message}");
+        let ended = engine::request_once(
+            &handle,
+            &mut events,
+            &config,
+            index,
+            action,
+            CONNECT_WAIT,
+            warn,
+        )
+        .await;
         handle.shutdown();
         let within = match &ended {
-            Err(Ended::Failed(_)) => SHUTDOWN_WAIT_FAILED,
+            Err(engine::OnceError::Failed(_)) => SHUTDOWN_WAIT_FAILED,
             _ => SHUTDOWN_WAIT,
         };
         // Warnings may still come (a store write that failed at close).
-        drain(&mut events, within, |event| {
-            if let Event::Warning(message) = event {
-                eprintln!("relayctl: warning: {message}");
-            }
-        })
-        .await;
-        match ended {
-            Ok(entry) => Ok(entry),
-            Err(Ended::Failed(reason)) => Err(anyhow::Error::msg(reason)),
-            Err(Ended::Other(e)) => Err(e),
-        }
+        events
+            .drain_for(within, |event| {
+                if let Event::Warning(message) = event {
+                    eprintln!("relayctl: warning: {message}");
+                }
+            })
+            .await;
+        Ok(ended?)
     });
     ended.map(|entry| (config, entry))
-}
-
-/// Why a one-shot request ended without an outcome.
-enum Ended {
-    /// The connection failed for certain (its reason).
-    Failed(String),
-    /// No connection in time, or the engine stopped.
-    Other(anyhow::Error),
-}
-
-async fn request_once(
-    handle: &EngineHandle,
-    events: &mut Events,
-    config: &Config,
-    index: usize,
-    action: Action,
-) -> Result<AuditEntry, Ended> {
-    let other = |text: String| Err(Ended::Other(anyhow::Error::msg(text)));
-    // The engine retries on its own; only `Failed` (certain failure) or
-    // the end of the connect wait stops the waiting.
-    let connect_by = Instant::now() + CONNECT_WAIT;
-    let mut last_reason: Option<String> = None;
-    loop {
-        let event = match tokio::time::timeout_at(connect_by, events.recv()).await {
-            Ok(Some(event)) => event,
-            Ok(None) => return other("the engine stopped before connecting".into()),
-            Err(_) => {
-                let why = last_reason
-                    .map(|r| format!(": {r}"))
-                    .unwrap_or_else(|| " (no answer from the broker)".to_owned());
-                return other(format!(
-                    "no connection to {} within {:.1} s{why}",
-                    config.broker.url,
-                    CONNECT_WAIT.as_secs_f64()
-                ));
-            }
-        };
-        match event {
-            Event::Connection(ConnectionState::Connected) => break,
-            Event::Connection(ConnectionState::Reconnecting { reason, .. }) => {
-                last_reason = Some(reason)
-            }
-            Event::Connection(ConnectionState::Failed { reason }) => {
-                return Err(Ended::Failed(reason));
-            }
-            Event::Warning(message) => eprintln!("relayctl: warning: {message}"),
-            _ => {}
-        }
-    }
-    handle.request(index, action);
-    // The engine ends the request at its timeout (or at a disconnect).
-    let answer_by = Instant::now() + config.timeout(&config.relays[index]) + ANSWER_SLACK;
-    loop {
-        match tokio::time::timeout_at(answer_by, events.recv()).await {
-            Ok(Some(Event::Finished { relay, entry })) if relay == index => return Ok(entry),
-            Ok(Some(Event::Warning(message))) => eprintln!("relayctl: warning: {message}"),
-            Ok(Some(_)) => {}
-            Ok(None) => return other("the engine stopped before the request ended".into()),
-            Err(_) => return other("the engine did not end the request in time".into()),
-        }
-    }
-}
-
-/// After `shutdown()`: hands every remaining event to `each` until the
-/// engine has stopped, or `within` has passed.
-async fn drain(events: &mut Events, within: Duration, mut each: impl FnMut(Event)) {
-    let stop_by = Instant::now() + within;
-    while let Ok(Some(event)) = tokio::time::timeout_at(stop_by, events.recv()).await {
-        each(event);
-    }
 }
 
 fn print_outcome(config: &Config, entry: &AuditEntry) {
@@ -801,10 +736,11 @@ mod watch {
                 End::Failed(_) => SHUTDOWN_WAIT_FAILED,
                 _ => SHUTDOWN_WAIT,
             };
-            drain(&mut events, within, |event| {
-                let _ = self.on_event(event);
-            })
-            .await;
+            events
+                .drain_for(within, |event| {
+                    let _ = self.on_event(event);
+                })
+                .await;
             match end {
                 End::Asked => CONFIRMED,
                 End::Failed(reason) => {

@@ -14,7 +14,8 @@
 //! connection; `decide.rs` the pure
 //! decision core; `screen.rs` what may be an answer and the rate-limited
 //! log of what is not; `outbox.rs` flow control and deadlines;
-//! `loading.rs` the store at start-up; `kinds/` one file per kind of
+//! `loading.rs` the store at start-up; `once.rs` one request start to
+//! end for one-shot callers; `kinds/` one file per kind of
 //! device.
 
 use std::path::PathBuf;
@@ -34,10 +35,12 @@ mod connection;
 mod decide;
 pub mod kinds;
 mod loading;
+mod once;
 mod outbox;
 mod screen;
 mod task;
 
+pub use once::{ANSWER_SLACK, OnceError, request_once};
 use task::Engine;
 
 /// How long a request that ended unanswered stays recognisable, so that a
