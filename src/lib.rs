@@ -12,8 +12,6 @@
 //!   an [`engine::EngineHandle`] and read [`engine::Event`]s.
 //! - [`store`]: last acknowledged states and the audit log (SQLite).
 //! - [`sim`]: simulated devices that follow the contract, with fault injection.
-//! - [`mosquitto`]: a Mosquitto child process for tests, benchmarks and soaks.
-//! - [`soak`]: the chaos soak (`relayctl soak`).
 //! - [`demo`]: an embedded MQTT 5 broker for `relay-panel --demo`.
 //! - [`outcome`]: how a request ended ([`Outcome`]), as a type.
 //! - [`ui`]: the egui views of the panel.
@@ -22,7 +20,6 @@
 
 pub mod config;
 pub mod engine;
-pub mod mosquitto;
 pub mod mqtt;
 pub mod outcome;
 pub mod paths;
@@ -30,7 +27,6 @@ pub mod pending;
 pub mod protocol;
 pub mod relay;
 pub mod sim;
-pub mod soak;
 pub mod store;
 pub mod ui;
 

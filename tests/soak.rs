@@ -1,8 +1,8 @@
-//! Short versions of the chaos soak (`relayctl soak` runs the long one):
+//! Short versions of the chaos soak (`relay-soak` runs the long one):
 //! every confirmation checked against what the simulated devices did.
 
 use relay_panel::outcome::Outcome;
-use relay_panel::soak::{SoakOptions, run};
+use relay_testkit::soak::{SoakOptions, run};
 
 /// Drops, duplicates, garbage, wrong correlation and late answers: no false
 /// confirmation, nothing left pending past its timeout, every path taken.

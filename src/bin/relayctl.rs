@@ -98,23 +98,6 @@ enum Cmd {
     /// `status`, one per line) and print one line per event (one JSON
     /// object per line with --json). Ends at end of input or Ctrl+C.
     Watch,
-    /// Chaos soak: runs its own Mosquitto and misbehaving simulated devices,
-    /// sends many requests and checks every confirmation against what the
-    /// devices really did. Needs `mosquitto` installed; ignores --config.
-    Soak {
-        /// Requests to publish.
-        #[arg(long, default_value_t = 100_000)]
-        requests: usize,
-        /// Simulated relays (one request in flight each).
-        #[arg(long, default_value_t = 100)]
-        relays: usize,
-        /// Times the broker is killed and restarted during the run.
-        #[arg(long, default_value_t = 0)]
-        outages: usize,
-        /// Seed for the devices' faults.
-        #[arg(long)]
-        seed: Option<u64>,
-    },
 }
 
 fn main() -> ExitCode {
@@ -152,23 +135,14 @@ fn main() -> ExitCode {
     ExitCode::from(code)
 }
 
-/// `status`, `log` and `soak`.
+/// `status` and `log`.
 fn run(args: &Args) -> anyhow::Result<u8> {
-    if let Cmd::Soak {
-        requests,
-        relays,
-        outages,
-        seed,
-    } = args.command
-    {
-        return soak(requests, relays, outages, seed);
-    }
     let config = load_config(args)?;
     let data_dir = paths::data_dir(args.data_dir.clone());
     match &args.command {
         Cmd::Status => status(args, &config, &data_dir),
         Cmd::Log { count } => log(args, &data_dir, *count),
-        _ => unreachable!("set, get, watch and soak are handled elsewhere"),
+        _ => unreachable!("set, get and watch are handled elsewhere"),
     }
 }
 
@@ -1020,26 +994,4 @@ mod watch {
             }
         }
     }
-}
-
-fn soak(requests: usize, relays: usize, outages: usize, seed: Option<u64>) -> anyhow::Result<u8> {
-    anyhow::ensure!(
-        relays > 0 && requests > 0,
-        "--relays and --requests must be at least 1"
-    );
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()?;
-    let options = relay_panel::soak::SoakOptions::new(relays, requests, outages, seed);
-    eprintln!(
-        "soak: {requests} requests over {relays} relays, timeout {} ms, {outages} broker outage(s); devices drop 5%, duplicate 5%, garbage 2%, wrong correlation 2%, answer up to 1.5x the timeout late, one always fails",
-        options.timeout.as_millis()
-    );
-    let report = runtime.block_on(relay_panel::soak::run(options, |ended| {
-        eprint!("\r{ended} requests ended");
-    }))?;
-    eprintln!();
-    print!("{}", report.render());
-    Ok(if report.passed() { CONFIRMED } else { ERROR })
 }

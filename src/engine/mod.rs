@@ -350,7 +350,7 @@ pub fn spawn(options: EngineOptions) -> Result<(EngineHandle, Events), EngineErr
 
 /// Sleeps until `deadline`, or forever without one (a `select!` branch
 /// that never fires).
-pub(crate) async fn sleep_until(deadline: Option<Instant>) {
+pub async fn sleep_until(deadline: Option<Instant>) {
     match deadline {
         Some(deadline) => tokio::time::sleep_until(deadline.into()).await,
         None => std::future::pending().await,

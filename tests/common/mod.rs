@@ -6,10 +6,10 @@ use std::time::{Duration, Instant};
 
 use relay_panel::config::{Config, RelayConfig};
 use relay_panel::engine::{self, ConnectionState, EngineHandle, EngineOptions, Event, Events};
-use relay_panel::mosquitto::LocalMosquitto;
 use relay_panel::protocol::Action;
 use relay_panel::sim::{self, Faults, SimHandle, SimOptions, SimRecord};
 use relay_panel::store::AuditEntry;
+use relay_testkit::LocalMosquitto;
 use tokio::sync::mpsc;
 
 /// A Mosquitto on a free loopback port (see `relay_panel::mosquitto`);

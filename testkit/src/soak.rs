@@ -2,20 +2,21 @@
 //! and simulated devices that misbehave (drops, duplicates, garbage, wrong
 //! correlation, answers later than the timeout), optionally with the broker
 //! killed and restarted. Every confirmation the engine reports is checked
-//! against what the simulated device really did.
+//! against what the simulated device really did (`relay-soak`, and
+//! the short versions in `relay-panel`'s `tests/soak.rs`).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::config::{Config, RelayConfig};
-use crate::engine::{self, ConnectionState, EngineOptions, Event, sleep_until};
 use crate::mosquitto::LocalMosquitto;
-use crate::outcome::Outcome;
-use crate::protocol::{Action, RelayState};
-use crate::relay::RelayStatus;
-use crate::sim::{self, Faults, SimOptions, SimRecord, SimReply};
-use crate::store::AuditEntry;
+use relay_panel::config::{Config, RelayConfig};
+use relay_panel::engine::{self, ConnectionState, EngineOptions, Event, sleep_until};
+use relay_panel::outcome::Outcome;
+use relay_panel::protocol::{Action, RelayState};
+use relay_panel::relay::RelayStatus;
+use relay_panel::sim::{self, Faults, SimOptions, SimRecord, SimReply};
+use relay_panel::store::AuditEntry;
 
 /// What to run.
 #[derive(Debug, Clone)]
