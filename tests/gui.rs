@@ -1,8 +1,10 @@
 //! The panel driven through egui_kittest (click by label, read text)
-//! against a real Mosquitto and simulated devices.
+//! against a real Mosquitto and simulated devices; and the real eframe app
+//! (start-up, preferences kept between runs, wake-ups).
 
 mod common;
 
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use common::{Mosquitto, config};
@@ -11,7 +13,7 @@ use egui_kittest::kittest::Queryable;
 use relay_panel::config::Config;
 use relay_panel::protocol::RelayState;
 use relay_panel::sim::{self, Faults, SimHandle, SimOptions};
-use relay_panel::ui::{Panel, PanelOptions, Prefs, Source};
+use relay_panel::ui::{Intent, Panel, PanelApp, PanelOptions, Prefs, Source};
 use tokio::sync::mpsc;
 
 /// The panel under test, drawn by `Panel::show` (no eframe).
@@ -536,4 +538,165 @@ fn engine_crash_is_shown_and_retry_recovers() {
     wait_for(&mut h, "confirmed after Retry", |h| {
         has_text(h, "confirmed in")
     });
+}
+
+/// eframe's storage, in memory (what eframe keeps in `app.ron`).
+#[derive(Default)]
+struct MemoryStorage(BTreeMap<String, String>);
+
+impl eframe::Storage for MemoryStorage {
+    fn get_string(&self, key: &str) -> Option<String> {
+        self.0.get(key).cloned()
+    }
+
+    fn set_string(&mut self, key: &str, value: String) {
+        self.0.insert(key.to_owned(), value);
+    }
+
+    fn remove_string(&mut self, key: &str) {
+        self.0.remove(key);
+    }
+
+    fn flush(&mut self) {}
+}
+
+/// The real eframe app and the frame eframe would hand it.
+struct AppUnderTest {
+    /// Built once the harness's context exists (see [`GuiRig::app`]).
+    app: Option<PanelApp>,
+    /// eframe's per-window handle, as in a test run of eframe.
+    frame: eframe::Frame,
+}
+
+impl std::ops::Deref for AppUnderTest {
+    type Target = PanelApp;
+    fn deref(&self) -> &PanelApp {
+        self.app.as_ref().expect("the app is built")
+    }
+}
+
+impl std::ops::DerefMut for AppUnderTest {
+    fn deref_mut(&mut self) -> &mut PanelApp {
+        self.app.as_mut().expect("the app is built")
+    }
+}
+
+/// The real app under test.
+type AppHarness = Harness<'static, AppUnderTest>;
+
+impl GuiRig {
+    /// The real `PanelApp`, built by `PanelApp::new` from a creation
+    /// context on the harness's own egui context with `storage`, as eframe
+    /// builds it, and driven each frame as eframe drives it: `logic`, then
+    /// `ui`. (`Harness::build_eframe` does the same; it needs egui_kittest's
+    /// `eframe` feature.)
+    fn app(
+        &mut self,
+        storage: &MemoryStorage,
+        source: Source,
+        config: Option<Config>,
+    ) -> AppHarness {
+        let options = self.options(source, config);
+        let mut h = Harness::builder()
+            .with_size(egui::vec2(1100.0, 700.0))
+            .build_ui_state(
+                |ui, under_test: &mut AppUnderTest| {
+                    let AppUnderTest { app, frame } = under_test;
+                    if let Some(app) = app {
+                        let ctx = ui.ctx().clone();
+                        eframe::App::logic(app, &ctx, frame);
+                        eframe::App::ui(app, ui, frame);
+                    }
+                },
+                AppUnderTest {
+                    app: None,
+                    frame: eframe::Frame::_new_kittest(),
+                },
+            );
+        let mut cc = eframe::CreationContext::_new_kittest(h.ctx.clone());
+        cc.storage = Some(storage);
+        h.state_mut().app = Some(PanelApp::new(&cc, options));
+        h
+    }
+}
+
+/// The real app starts with the preferences it saved: the theme chosen in
+/// one run (the top bar's button) is the theme of the next.
+#[test]
+fn app_remembers_the_theme_between_runs() {
+    let mut rig = GuiRig::offline(1, |_| {});
+    let mut storage = MemoryStorage::default();
+    let mut h = rig.app(
+        &storage,
+        Source::File(rig.config_path()),
+        Some(rig.config.clone()),
+    );
+    frames(&mut h);
+    assert!(h.state().panel.prefs.dark, "dark on the first run");
+    assert_eq!(h.ctx.theme(), egui::Theme::Dark);
+    h.get_by_label("Light theme").click();
+    frames(&mut h);
+    assert_eq!(h.ctx.theme(), egui::Theme::Light);
+    // eframe saves on exit (and every 30 s).
+    eframe::App::save(&mut **h.state_mut(), &mut storage);
+    rig.close(h);
+
+    let mut h = rig.app(
+        &storage,
+        Source::File(rig.config_path()),
+        Some(rig.config.clone()),
+    );
+    assert!(!h.state().panel.prefs.dark, "the stored preference is used");
+    frames(&mut h);
+    assert_eq!(h.ctx.theme(), egui::Theme::Light);
+    assert!(h.query_by_label("Dark theme").is_some());
+    // An empty storage (first run) falls back to the defaults.
+    rig.close(h);
+    let h = rig.app(
+        &MemoryStorage::default(),
+        Source::File(rig.config_path()),
+        Some(rig.config.clone()),
+    );
+    assert_eq!(h.state().panel.prefs, Prefs::default());
+}
+
+/// The real app wakes its own window: a background job's result requests a
+/// repaint of the context eframe built the app with (no frame runs until
+/// then), and the next frame applies it. Here the first-run screen reads
+/// the file that has appeared, and the engine it starts connects and
+/// switches.
+#[test]
+fn app_is_woken_by_its_jobs_and_engine() {
+    let mut rig = GuiRig::start(1, Some(Faults::default()));
+    let storage = MemoryStorage::default();
+    let mut h = rig.app(&storage, Source::Missing(rig.config_path()), None);
+    frames(&mut h);
+    assert!(has_text(&h, "No configuration yet"));
+    let idle = Instant::now();
+    while h.ctx.has_requested_repaint() {
+        assert!(
+            idle.elapsed() < Duration::from_secs(5),
+            "the first-run screen never idles"
+        );
+        h.step();
+    }
+    rig.config.save(&rig.config_path()).unwrap();
+    h.state_mut().panel.apply(Intent::Reload);
+    let asked = Instant::now();
+    while !h.ctx.has_requested_repaint() {
+        assert!(
+            asked.elapsed() < Duration::from_secs(10),
+            "the loaded configuration never woke the window"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    h.step();
+    assert!(!has_text(&h, "No configuration yet"));
+    assert!(has_text(&h, "Relay 0"));
+    wait_for(&mut h, "connected", |h| {
+        h.state().panel.model.connection.is_ready()
+    });
+    h.get_by_label("On").click();
+    wait_for(&mut h, "confirmed", |h| has_text(h, "confirmed in"));
+    assert_eq!(rig.devices().state("r0"), Some(RelayState::On));
 }
