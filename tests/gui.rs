@@ -560,36 +560,14 @@ impl eframe::Storage for MemoryStorage {
     fn flush(&mut self) {}
 }
 
-/// The real eframe app and the frame eframe would hand it.
-struct AppUnderTest {
-    /// Built once the harness's context exists (see [`GuiRig::app`]).
-    app: Option<PanelApp>,
-    /// eframe's per-window handle, as in a test run of eframe.
-    frame: eframe::Frame,
-}
-
-impl std::ops::Deref for AppUnderTest {
-    type Target = PanelApp;
-    fn deref(&self) -> &PanelApp {
-        self.app.as_ref().expect("the app is built")
-    }
-}
-
-impl std::ops::DerefMut for AppUnderTest {
-    fn deref_mut(&mut self) -> &mut PanelApp {
-        self.app.as_mut().expect("the app is built")
-    }
-}
-
 /// The real app under test.
-type AppHarness = Harness<'static, AppUnderTest>;
+type AppHarness = Harness<'static, PanelApp>;
 
 impl GuiRig {
-    /// The real `PanelApp`, built by `PanelApp::new` from a creation
-    /// context on the harness's own egui context with `storage`, as eframe
-    /// builds it, and driven each frame as eframe drives it: `logic`, then
-    /// `ui`. (`Harness::build_eframe` does the same; it needs egui_kittest's
-    /// `eframe` feature.)
+    /// The real `PanelApp`, built by `PanelApp::new` from the creation
+    /// context `build_eframe` makes on the harness's own egui context (with
+    /// a copy of `storage`), and driven as eframe drives it: `logic`, then
+    /// `ui`, each frame.
     fn app(
         &mut self,
         storage: &MemoryStorage,
@@ -597,26 +575,15 @@ impl GuiRig {
         config: Option<Config>,
     ) -> AppHarness {
         let options = self.options(source, config);
-        let mut h = Harness::builder()
+        // The creation context borrows the storage for the harness's
+        // lifetime ('static here): a copy, leaked (a few bytes per test).
+        let storage: &'static MemoryStorage = Box::leak(Box::new(MemoryStorage(storage.0.clone())));
+        Harness::builder()
             .with_size(egui::vec2(1100.0, 700.0))
-            .build_ui_state(
-                |ui, under_test: &mut AppUnderTest| {
-                    let AppUnderTest { app, frame } = under_test;
-                    if let Some(app) = app {
-                        let ctx = ui.ctx().clone();
-                        eframe::App::logic(app, &ctx, frame);
-                        eframe::App::ui(app, ui, frame);
-                    }
-                },
-                AppUnderTest {
-                    app: None,
-                    frame: eframe::Frame::_new_kittest(),
-                },
-            );
-        let mut cc = eframe::CreationContext::_new_kittest(h.ctx.clone());
-        cc.storage = Some(storage);
-        h.state_mut().app = Some(PanelApp::new(&cc, options));
-        h
+            .build_eframe(move |cc| {
+                cc.storage = Some(storage);
+                PanelApp::new(cc, options)
+            })
     }
 }
 
@@ -638,7 +605,7 @@ fn app_remembers_the_theme_between_runs() {
     frames(&mut h);
     assert_eq!(h.ctx.theme(), egui::Theme::Light);
     // eframe saves on exit (and every 30 s).
-    eframe::App::save(&mut **h.state_mut(), &mut storage);
+    eframe::App::save(h.state_mut(), &mut storage);
     rig.close(h);
 
     let mut h = rig.app(
