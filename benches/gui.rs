@@ -28,13 +28,18 @@ fn config(n: usize) -> Config {
 }
 
 fn panel(rt: &tokio::runtime::Runtime, n: usize) -> Panel {
-    let mut panel = Panel::new(PanelOptions {
-        source: Source::File("bench.toml".into()),
-        config: None,
-        data_dir: None,
-        runtime: rt.handle().clone(),
-        prefs: Prefs::default(),
-    });
+    let mut panel = Panel::new(
+        PanelOptions {
+            source: Source::File("bench.toml".into()),
+            config: None,
+            data_dir: None,
+            runtime: rt.handle().clone(),
+            prefs: Prefs::default(),
+            // Nothing here outlives the bench: nobody waits for the receiver.
+            shutdown_complete: tokio::sync::mpsc::channel(1).0,
+        },
+        egui::Context::default(),
+    );
     panel.model.set_config(config(n));
     panel.model.connection = ConnectionState::Connected;
     let now = SystemTime::now();

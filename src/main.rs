@@ -7,7 +7,7 @@ use anyhow::Context;
 use clap::Parser;
 use relay_panel::config::{Config, ConfigError};
 use relay_panel::paths;
-use relay_panel::ui::{Panel, PanelApp, PanelOptions, Prefs, Source, TITLE};
+use relay_panel::ui::{PanelApp, PanelOptions, Prefs, Source, TITLE};
 
 /// Switch relays over MQTT 5 and see each relay's state only once its
 /// device has confirmed it.
@@ -24,6 +24,10 @@ struct Args {
     #[arg(long)]
     demo: bool,
 }
+
+/// How long the process waits at exit for engines to flush their stores
+/// and for background jobs to finish writing.
+const SHUTDOWN_WAIT: Duration = Duration::from_secs(5);
 
 fn main() -> anyhow::Result<()> {
     let started = std::time::Instant::now();
@@ -76,51 +80,34 @@ fn main() -> anyhow::Result<()> {
             .with_icon(icon),
         ..Default::default()
     };
-    let handle = runtime.handle().clone();
-    let closing = std::sync::Arc::new(std::sync::Mutex::new(None));
-    let closing_slot = closing.clone();
-    eframe::run_native(
+    // Every engine being stopped and every background job holds a clone of
+    // this sender; once the window is closed, `recv` returns `None` when
+    // they are all done (stores flushed, files written).
+    let (shutdown_complete, mut all_done) = tokio::sync::mpsc::channel::<()>(1);
+    let panel_options = PanelOptions {
+        source,
+        config,
+        data_dir,
+        runtime: runtime.handle().clone(),
+        prefs: Prefs::default(),
+        shutdown_complete: shutdown_complete.clone(),
+    };
+    let result = eframe::run_native(
         "relay-panel",
         options,
         Box::new(move |cc| {
-            let prefs: Prefs = cc
-                .storage
-                .and_then(|s| eframe::get_value(s, eframe::APP_KEY))
-                .unwrap_or_default();
-            let mut panel = Panel::new(PanelOptions {
-                source,
-                config,
-                data_dir,
-                runtime: handle,
-                prefs,
-            });
-            panel.model.warnings.extend(startup_warnings);
-            if let Ok(mut slot) = closing_slot.lock() {
-                *slot = Some(panel.closing());
-            }
-            Ok(Box::new(PanelApp {
-                panel,
-                started: Some(started),
-            }))
+            let mut app = PanelApp::new(cc, panel_options);
+            app.panel.model.warnings.extend(startup_warnings);
+            app.started = Some(started);
+            Ok(Box::new(app))
         }),
-    )
-    .map_err(|e| anyhow::anyhow!("cannot open the window: {e}"))?;
-    // The window is closed and the panel dropped: its engine is
+    );
+    // The window is closed and the app dropped: its engine is
     // disconnecting and flushing the store. Give it a moment to finish.
-    let pending = closing.lock().ok().and_then(|mut c| c.take());
-    if let Some(pending) = pending {
-        let tasks: Vec<_> = pending
-            .lock()
-            .map(|mut t| t.drain(..).collect())
-            .unwrap_or_default();
-        runtime.block_on(async {
-            let _ = tokio::time::timeout(Duration::from_secs(2), async {
-                for task in tasks {
-                    let _ = task.await;
-                }
-            })
-            .await;
-        });
-    }
+    drop(shutdown_complete);
+    runtime.block_on(async {
+        let _ = tokio::time::timeout(SHUTDOWN_WAIT, all_done.recv()).await;
+    });
+    result.map_err(|e| anyhow::anyhow!("cannot open the window: {e}"))?;
     Ok(())
 }

@@ -1,69 +1,157 @@
 //! The panel driven through egui_kittest (click by label, read text)
-//! against a real Mosquitto and simulated devices.
+//! against a real Mosquitto and simulated devices; and the real eframe app
+//! (start-up, preferences kept between runs, wake-ups).
 
 mod common;
 
-use std::path::Path;
-use std::time::{Duration, Instant, SystemTime};
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
 
 use common::{Mosquitto, config};
 use egui_kittest::Harness;
 use egui_kittest::kittest::Queryable;
 use relay_panel::config::Config;
-use relay_panel::engine::ConnectionState;
 use relay_panel::protocol::RelayState;
-use relay_panel::relay::{Acknowledgement, Phase, RelayStatus};
 use relay_panel::sim::{self, Faults, SimHandle, SimOptions};
-use relay_panel::ui::{Panel, PanelOptions, Prefs, Source};
+use relay_panel::ui::{Intent, Panel, PanelApp, PanelOptions, Prefs, Source};
+use tokio::sync::mpsc;
 
-/// A runtime for the engine and the devices, outside the UI thread.
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
+/// The panel under test, drawn by `Panel::show` (no eframe).
+type PanelHarness = Harness<'static, Panel>;
+
+/// What a GUI test runs against: a runtime for the engine and the devices
+/// (outside the UI thread), a directory for the configuration and the
+/// store, and unless offline a broker and simulated devices. Fields drop
+/// in this order, after the harness (declared later in each test).
+struct GuiRig {
+    /// The simulated devices (`None`: nothing answers).
+    devices: Option<SimHandle>,
+    /// Holds `panel.toml` and the store (`data/`).
+    dir: tempfile::TempDir,
+    /// The broker (`None` offline: the configuration points at a closed port).
+    broker: Option<Mosquitto>,
+    /// What the panels start with (saved to `panel.toml` by [`GuiRig::panel`]).
+    config: Config,
+    /// Ends (`recv` gives `None`) once the last panel built and everything
+    /// it left running are done: see [`GuiRig::close`].
+    shutdown_complete: Option<mpsc::Receiver<()>>,
+    /// Runs the engines and the devices.
+    rt: tokio::runtime::Runtime,
 }
 
-fn start_devices(rt: &tokio::runtime::Runtime, config: &Config, faults: Faults) -> SimHandle {
-    let _guard = rt.enter();
-    let (mut handle, _) = sim::spawn(SimOptions {
-        config: config.clone(),
-        faults,
-        client_id: None,
-    })
-    .unwrap();
-    rt.block_on(async {
-        tokio::time::timeout(Duration::from_secs(10), handle.ready())
-            .await
-            .unwrap()
-    });
-    handle
+impl GuiRig {
+    /// A broker and, unless `faults` is `None`, simulated devices for
+    /// `relays` relays (subscribed before this returns).
+    fn start(relays: usize, faults: Option<Faults>) -> GuiRig {
+        GuiRig::start_with(relays, faults, |_| {})
+    }
+
+    /// Like [`GuiRig::start`], with the configuration edited first.
+    fn start_with(relays: usize, faults: Option<Faults>, edit: impl FnOnce(&mut Config)) -> GuiRig {
+        let broker = Mosquitto::start();
+        let mut config = config(&broker.url(), relays);
+        edit(&mut config);
+        let mut rig = GuiRig::new(config, Some(broker));
+        rig.devices = faults.map(|faults| rig.start_devices(faults));
+        rig
+    }
+
+    /// No broker: the configuration points at a closed port.
+    fn offline(relays: usize, edit: impl FnOnce(&mut Config)) -> GuiRig {
+        let mut config = config("mqtt://127.0.0.1:1", relays);
+        edit(&mut config);
+        GuiRig::new(config, None)
+    }
+
+    fn new(config: Config, broker: Option<Mosquitto>) -> GuiRig {
+        GuiRig {
+            devices: None,
+            dir: tempfile::tempdir().unwrap(),
+            broker,
+            config,
+            shutdown_complete: None,
+            rt: tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .unwrap(),
+        }
+    }
+
+    fn start_devices(&self, faults: Faults) -> SimHandle {
+        let _guard = self.rt.enter();
+        let (mut handle, _) = sim::spawn(SimOptions {
+            config: self.config.clone(),
+            faults,
+            client_id: None,
+        })
+        .unwrap();
+        self.rt.block_on(async {
+            tokio::time::timeout(Duration::from_secs(10), handle.ready())
+                .await
+                .unwrap()
+        });
+        handle
+    }
+
+    /// The simulated devices.
+    fn devices(&self) -> &SimHandle {
+        self.devices.as_ref().expect("a rig started with devices")
+    }
+
+    /// Where [`GuiRig::panel`] saves the configuration.
+    fn config_path(&self) -> std::path::PathBuf {
+        self.dir.path().join("panel.toml")
+    }
+
+    /// Options for a panel on this rig's runtime and store.
+    fn options(&mut self, source: Source, config: Option<Config>) -> PanelOptions {
+        let (shutdown_complete, all_done) = mpsc::channel(1);
+        self.shutdown_complete = Some(all_done);
+        PanelOptions {
+            source,
+            config,
+            data_dir: Some(self.dir.path().join("data")),
+            runtime: self.rt.handle().clone(),
+            prefs: Prefs::default(),
+            shutdown_complete,
+        }
+    }
+
+    /// The panel on the rig's configuration, saved to `panel.toml` (its
+    /// engine starts at once).
+    fn panel(&mut self) -> PanelHarness {
+        self.config.save(&self.config_path()).unwrap();
+        let options = self.options(Source::File(self.config_path()), Some(self.config.clone()));
+        harness(Panel::new(options, egui::Context::default()))
+    }
+
+    /// Closes the window (drops the harness) and waits, as `main` does,
+    /// until its engine has disconnected and flushed the store.
+    fn close<S>(&mut self, h: Harness<'static, S>) {
+        drop(h);
+        let mut all_done = self.shutdown_complete.take().expect("a panel was built");
+        self.rt.block_on(async {
+            tokio::time::timeout(Duration::from_secs(10), all_done.recv())
+                .await
+                .expect("engines and jobs finished after the window closed")
+        });
+    }
 }
 
-fn panel(rt: &tokio::runtime::Runtime, config: &Config, dir: &Path) -> Panel {
-    let path = dir.join("panel.toml");
-    config.save(&path).unwrap();
-    Panel::new(PanelOptions {
-        source: Source::File(path),
-        config: Some(config.clone()),
-        data_dir: Some(dir.join("data")),
-        runtime: rt.handle().clone(),
-        prefs: Prefs::default(),
-    })
-}
-
-fn harness(panel: Panel) -> Harness<'static, Panel> {
+/// The panel drawn by `Panel::show`; the harness steps frames itself (see
+/// [`wait_for`]), so the panel's wake-ups go to a context of its own.
+fn harness(panel: Panel) -> PanelHarness {
     Harness::builder()
         .with_size(egui::vec2(1100.0, 700.0))
         .build_ui_state(|ui, panel: &mut Panel| panel.show(ui), panel)
 }
 
 /// Steps frames until `done` holds (events arrive from other threads).
-fn wait_for(
-    h: &mut Harness<'static, Panel>,
+fn wait_for<S>(
+    h: &mut Harness<'static, S>,
     what: &str,
-    done: impl Fn(&Harness<'static, Panel>) -> bool,
+    done: impl Fn(&Harness<'static, S>) -> bool,
 ) {
     let started = Instant::now();
     loop {
@@ -80,14 +168,14 @@ fn wait_for(
 }
 
 /// Runs a few frames (windows and modals lay out over two frames).
-fn frames(h: &mut Harness<'static, Panel>) {
+fn frames<S>(h: &mut Harness<'static, S>) {
     for _ in 0..4 {
         h.step();
     }
 }
 
 /// The state badge of the only relay shown, as read by a screen reader.
-fn badge(h: &Harness<'static, Panel>) -> String {
+fn badge<S>(h: &Harness<'static, S>) -> String {
     let badges: Vec<String> = ["ON", "OFF", "UNKNOWN"]
         .iter()
         .filter(|state| h.query_by_label(&format!("State: {state}")).is_some())
@@ -97,11 +185,11 @@ fn badge(h: &Harness<'static, Panel>) -> String {
     badges[0].clone()
 }
 
-fn has_text(h: &Harness<'static, Panel>, text: &str) -> bool {
+fn has_text<S>(h: &Harness<'static, S>, text: &str) -> bool {
     h.query_all_by_label_contains(text).next().is_some()
 }
 
-fn connected(h: &mut Harness<'static, Panel>) {
+fn connected(h: &mut PanelHarness) {
     wait_for(h, "connected", |h| h.state().model.connection.is_ready());
 }
 
@@ -109,16 +197,12 @@ fn connected(h: &mut Harness<'static, Panel>) {
 /// once the device confirmed.
 #[test]
 fn click_on_shows_pending_then_confirmed() {
-    let rt = runtime();
-    let broker = Mosquitto::start();
-    let dir = tempfile::tempdir().unwrap();
-    let config = config(&broker.url(), 1);
     let faults = Faults {
         latency: Duration::from_millis(600),
         ..Faults::default()
     };
-    let devices = start_devices(&rt, &config, faults);
-    let mut h = harness(panel(&rt, &config, dir.path()));
+    let mut rig = GuiRig::start(1, Some(faults));
+    let mut h = rig.panel();
     connected(&mut h);
     assert_eq!(badge(&h), "UNKNOWN");
     h.get_by_label("On").click();
@@ -131,7 +215,7 @@ fn click_on_shows_pending_then_confirmed() {
     wait_for(&mut h, "confirmed", |h| has_text(h, "confirmed in"));
     assert_eq!(badge(&h), "ON");
     assert!(has_text(&h, "last acknowledged"));
-    assert_eq!(devices.state("r0"), Some(RelayState::On));
+    assert_eq!(rig.devices().state("r0"), Some(RelayState::On));
     // The activity panel lists it.
     wait_for(&mut h, "audit entry", |h| has_text(h, "1 entries"));
 }
@@ -139,12 +223,8 @@ fn click_on_shows_pending_then_confirmed() {
 /// With no device, the row says "no response" and the badge is unchanged.
 #[test]
 fn no_device_shows_no_response() {
-    let rt = runtime();
-    let broker = Mosquitto::start();
-    let dir = tempfile::tempdir().unwrap();
-    let mut config = config(&broker.url(), 1);
-    config.relays[0].timeout_ms = Some(300);
-    let mut h = harness(panel(&rt, &config, dir.path()));
+    let mut rig = GuiRig::start_with(1, None, |config| config.relays[0].timeout_ms = Some(300));
+    let mut h = rig.panel();
     connected(&mut h);
     h.get_by_label("Off").click();
     wait_for(&mut h, "no response", |h| {
@@ -156,16 +236,12 @@ fn no_device_shows_no_response() {
 /// A device error's text is shown in the row.
 #[test]
 fn device_error_text_is_shown() {
-    let rt = runtime();
-    let broker = Mosquitto::start();
-    let dir = tempfile::tempdir().unwrap();
-    let config = config(&broker.url(), 1);
     let faults = Faults {
         fail: ["r0".to_owned()].into_iter().collect(),
         ..Faults::default()
     };
-    let _devices = start_devices(&rt, &config, faults);
-    let mut h = harness(panel(&rt, &config, dir.path()));
+    let mut rig = GuiRig::start(1, Some(faults));
+    let mut h = rig.panel();
     connected(&mut h);
     h.get_by_label("On").click();
     wait_for(&mut h, "device error", |h| has_text(h, sim::FAIL_TEXT));
@@ -175,11 +251,8 @@ fn device_error_text_is_shown() {
 /// The filter narrows the rows to matching names, ids, groups and topics.
 #[test]
 fn filter_narrows_rows() {
-    let rt = runtime();
-    let dir = tempfile::tempdir().unwrap();
-    let mut config = config("mqtt://127.0.0.1:1", 4);
-    config.relays[2].name = "Boiler feed".into();
-    let mut h = harness(panel(&rt, &config, dir.path()));
+    let mut rig = GuiRig::offline(4, |config| config.relays[2].name = "Boiler feed".into());
+    let mut h = rig.panel();
     h.step();
     assert!(has_text(&h, "Relay 0") && has_text(&h, "Boiler feed"));
     // Ctrl+F focuses the filter box; typing narrows the list.
@@ -201,12 +274,9 @@ fn filter_narrows_rows() {
 /// progress and a summary.
 #[test]
 fn group_action_asks_then_reports() {
-    let rt = runtime();
-    let broker = Mosquitto::start();
-    let dir = tempfile::tempdir().unwrap();
-    let config = config(&broker.url(), 4);
-    let devices = start_devices(&rt, &config, Faults::default());
-    let mut h = harness(panel(&rt, &config, dir.path()));
+    let mut rig = GuiRig::start(4, Some(Faults::default()));
+    let mut h = rig.panel();
+    let devices = rig.devices();
     connected(&mut h);
     h.get_all_by_label("All on").next().unwrap().click();
     frames(&mut h);
@@ -228,13 +298,11 @@ fn group_action_asks_then_reports() {
 /// `confirm = true` ask before every switch.
 #[test]
 fn confirm_relay_asks_and_cancel_switches_nothing() {
-    let rt = runtime();
-    let broker = Mosquitto::start();
-    let dir = tempfile::tempdir().unwrap();
-    let mut config = config(&broker.url(), 1);
-    config.relays[0].confirm = true;
-    let devices = start_devices(&rt, &config, Faults::default());
-    let mut h = harness(panel(&rt, &config, dir.path()));
+    let mut rig = GuiRig::start_with(1, Some(Faults::default()), |config| {
+        config.relays[0].confirm = true;
+    });
+    let mut h = rig.panel();
+    let devices = rig.devices();
     connected(&mut h);
     h.get_by_label("On").click();
     frames(&mut h);
@@ -254,27 +322,16 @@ fn confirm_relay_asks_and_cancel_switches_nothing() {
 /// After a restart the last acknowledged state comes back from the store.
 #[test]
 fn last_acknowledged_state_shown_after_restart() {
-    let rt = runtime();
-    let broker = Mosquitto::start();
-    let dir = tempfile::tempdir().unwrap();
-    let config = config(&broker.url(), 1);
-    let _devices = start_devices(&rt, &config, Faults::default());
+    let mut rig = GuiRig::start(1, Some(Faults::default()));
     {
-        let mut h = harness(panel(&rt, &config, dir.path()));
+        let mut h = rig.panel();
         connected(&mut h);
         h.get_by_label("On").click();
         wait_for(&mut h, "confirmed", |h| has_text(h, "confirmed in"));
-        let closing = h.state().closing();
-        drop(h);
         // Closing the window disconnects and flushes the store.
-        let tasks: Vec<_> = closing.lock().unwrap().drain(..).collect();
-        rt.block_on(async {
-            for task in tasks {
-                task.await.unwrap();
-            }
-        });
+        rig.close(h);
     }
-    let mut h = harness(panel(&rt, &config, dir.path()));
+    let mut h = rig.panel();
     wait_for(&mut h, "restored state", |h| {
         h.query_by_label("State: ON").is_some()
     });
@@ -287,11 +344,8 @@ fn last_acknowledged_state_shown_after_restart() {
 /// the panel reloads with it.
 #[test]
 fn settings_edit_is_saved_and_reloaded() {
-    let rt = runtime();
-    let broker = Mosquitto::start();
-    let dir = tempfile::tempdir().unwrap();
-    let config = config(&broker.url(), 1);
-    let mut h = harness(panel(&rt, &config, dir.path()));
+    let mut rig = GuiRig::start(1, None);
+    let mut h = rig.panel();
     connected(&mut h);
     h.get_by_label("Settings").click();
     frames(&mut h);
@@ -299,7 +353,7 @@ fn settings_edit_is_saved_and_reloaded() {
     frames(&mut h);
     h.get_by_label("Save").click();
     wait_for(&mut h, "saved", |h| has_text(h, "Saved "));
-    let saved = Config::load(&dir.path().join("panel.toml")).unwrap();
+    let saved = Config::load(&rig.config_path()).unwrap();
     assert_eq!(saved.relays.len(), 2);
     assert_eq!(saved.relays[1].id, "relay-2");
     wait_for(&mut h, "new relay listed", |h| has_text(h, "relay-2"));
@@ -309,10 +363,8 @@ fn settings_edit_is_saved_and_reloaded() {
 /// Settings refuse to save an invalid configuration and say why.
 #[test]
 fn settings_show_problems_and_refuse_to_save() {
-    let rt = runtime();
-    let dir = tempfile::tempdir().unwrap();
-    let config = config("mqtt://127.0.0.1:1", 1);
-    let mut h = harness(panel(&rt, &config, dir.path()));
+    let mut rig = GuiRig::offline(1, |_| {});
+    let mut h = rig.panel();
     h.step();
     h.get_by_label("Settings").click();
     h.step();
@@ -327,10 +379,10 @@ fn settings_show_problems_and_refuse_to_save() {
     std::thread::sleep(Duration::from_millis(200));
     h.step();
     assert!(!has_text(&h, "Saved "));
-    let on_disk = Config::load(&dir.path().join("panel.toml")).unwrap();
+    let on_disk = Config::load(&rig.config_path()).unwrap();
     assert_eq!(
         on_disk.relays[0].request_topic,
-        config.relays[0].request_topic
+        rig.config.relays[0].request_topic
     );
 }
 
@@ -338,17 +390,10 @@ fn settings_show_problems_and_refuse_to_save() {
 /// offers the demo.
 #[test]
 fn first_run_explains_and_offers_demo() {
-    let rt = runtime();
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("config.toml");
-    let panel = Panel::new(PanelOptions {
-        source: Source::Missing(path.clone()),
-        config: None,
-        data_dir: Some(dir.path().join("data")),
-        runtime: rt.handle().clone(),
-        prefs: Prefs::default(),
-    });
-    let mut h = harness(panel);
+    let mut rig = GuiRig::offline(0, |_| {});
+    let path = rig.dir.path().join("config.toml");
+    let options = rig.options(Source::Missing(path.clone()), None);
+    let mut h = harness(Panel::new(options, egui::Context::default()));
     h.step();
     assert!(has_text(&h, "No configuration yet"));
     assert!(has_text(&h, &path.display().to_string()));
@@ -364,15 +409,16 @@ fn first_run_explains_and_offers_demo() {
 }
 
 /// A panel with fixed content for the snapshot (no engine, fixed ages).
-fn snapshot_panel(rt: &tokio::runtime::Runtime) -> Panel {
+#[cfg(feature = "demo")]
+fn snapshot_panel(rig: &mut GuiRig) -> Panel {
+    use relay_panel::engine::ConnectionState;
+    use relay_panel::relay::{Acknowledgement, Phase, RelayStatus};
+    use std::time::SystemTime;
+
     let config = relay_panel::demo::demo_config(1883);
-    let mut panel = Panel::new(PanelOptions {
-        source: Source::File("/etc/relay-panel/config.toml".into()),
-        config: None,
-        data_dir: None,
-        runtime: rt.handle().clone(),
-        prefs: Prefs::default(),
-    });
+    let mut options = rig.options(Source::File("/etc/relay-panel/config.toml".into()), None);
+    options.data_dir = None;
+    let mut panel = Panel::new(options, egui::Context::default());
     panel.model.set_config(config);
     panel.model.connection = ConnectionState::Connected;
     panel.model.response_topic = "relay-panel/relay-panel-0123456789ab/response".into();
@@ -413,11 +459,14 @@ fn snapshot_panel(rt: &tokio::runtime::Runtime) -> Panel {
 #[cfg(feature = "demo")]
 #[test]
 fn main_view_snapshot() {
-    let rt = runtime();
+    let mut rig = GuiRig::offline(0, |_| {});
     let mut h = Harness::builder()
         .with_size(egui::vec2(1100.0, 520.0))
         .wgpu()
-        .build_ui_state(|ui, panel: &mut Panel| panel.show(ui), snapshot_panel(&rt));
+        .build_ui_state(
+            |ui, panel: &mut Panel| panel.show(ui),
+            snapshot_panel(&mut rig),
+        );
     h.run_steps(3);
     h.snapshot("main_view");
 }
@@ -426,24 +475,21 @@ fn main_view_snapshot() {
 /// relay switched afterwards is confirmed.
 #[test]
 fn outage_and_recovery_are_shown() {
-    let rt = runtime();
-    let mut broker = Mosquitto::start();
-    let dir = tempfile::tempdir().unwrap();
-    let config = config(&broker.url(), 1);
-    let mut devices = start_devices(&rt, &config, Faults::default());
-    let mut h = harness(panel(&rt, &config, dir.path()));
+    let mut rig = GuiRig::start(1, Some(Faults::default()));
+    let mut h = rig.panel();
     connected(&mut h);
     assert!(has_text(&h, "connected"));
-    broker.stop();
+    rig.broker.as_mut().unwrap().stop();
     wait_for(&mut h, "outage shown", |h| {
         has_text(h, "reconnecting in") && has_text(h, "connection refused")
     });
     // While down, the switch buttons are disabled: nothing can be sent.
     assert!(!h.state().model.connection.is_ready());
-    broker.resume();
+    rig.broker.as_mut().unwrap().resume();
     connected(&mut h);
     assert!(!has_text(&h, "reconnecting in"));
-    rt.block_on(async {
+    let devices = rig.devices.as_mut().unwrap();
+    rig.rt.block_on(async {
         tokio::time::timeout(Duration::from_secs(5), devices.ready())
             .await
             .unwrap()
@@ -457,17 +503,15 @@ fn outage_and_recovery_are_shown() {
 /// A corrupted store is set aside and the technician is told, in the window.
 #[test]
 fn corrupted_store_warning_is_shown() {
-    let rt = runtime();
-    let broker = Mosquitto::start();
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::create_dir_all(dir.path().join("data")).unwrap();
+    let mut rig = GuiRig::start(1, None);
+    let data = rig.dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
     std::fs::write(
-        dir.path().join("data").join(relay_panel::store::STORE_FILE),
+        data.join(relay_panel::store::STORE_FILE),
         b"garbage, not a database",
     )
     .unwrap();
-    let config = config(&broker.url(), 1);
-    let mut h = harness(panel(&rt, &config, dir.path()));
+    let mut h = rig.panel();
     wait_for(&mut h, "warning", |h| has_text(h, "was corrupted"));
     connected(&mut h);
 }
@@ -477,12 +521,8 @@ fn corrupted_store_warning_is_shown() {
 /// connects and switches.
 #[test]
 fn engine_crash_is_shown_and_retry_recovers() {
-    let rt = runtime();
-    let broker = Mosquitto::start();
-    let dir = tempfile::tempdir().unwrap();
-    let config = config(&broker.url(), 1);
-    let _devices = start_devices(&rt, &config, Faults::default());
-    let mut h = harness(panel(&rt, &config, dir.path()));
+    let mut rig = GuiRig::start(1, Some(Faults::default()));
+    let mut h = rig.panel();
     connected(&mut h);
     assert!(
         h.query_by_label("Retry").is_none(),
@@ -498,4 +538,132 @@ fn engine_crash_is_shown_and_retry_recovers() {
     wait_for(&mut h, "confirmed after Retry", |h| {
         has_text(h, "confirmed in")
     });
+}
+
+/// eframe's storage, in memory (what eframe keeps in `app.ron`).
+#[derive(Default)]
+struct MemoryStorage(BTreeMap<String, String>);
+
+impl eframe::Storage for MemoryStorage {
+    fn get_string(&self, key: &str) -> Option<String> {
+        self.0.get(key).cloned()
+    }
+
+    fn set_string(&mut self, key: &str, value: String) {
+        self.0.insert(key.to_owned(), value);
+    }
+
+    fn remove_string(&mut self, key: &str) {
+        self.0.remove(key);
+    }
+
+    fn flush(&mut self) {}
+}
+
+/// The real app under test.
+type AppHarness = Harness<'static, PanelApp>;
+
+impl GuiRig {
+    /// The real `PanelApp`, built by `PanelApp::new` from the creation
+    /// context `build_eframe` makes on the harness's own egui context (with
+    /// a copy of `storage`), and driven as eframe drives it: `logic`, then
+    /// `ui`, each frame.
+    fn app(
+        &mut self,
+        storage: &MemoryStorage,
+        source: Source,
+        config: Option<Config>,
+    ) -> AppHarness {
+        let options = self.options(source, config);
+        // The creation context borrows the storage for the harness's
+        // lifetime ('static here): a copy, leaked (a few bytes per test).
+        let storage: &'static MemoryStorage = Box::leak(Box::new(MemoryStorage(storage.0.clone())));
+        Harness::builder()
+            .with_size(egui::vec2(1100.0, 700.0))
+            .build_eframe(move |cc| {
+                cc.storage = Some(storage);
+                PanelApp::new(cc, options)
+            })
+    }
+}
+
+/// The real app starts with the preferences it saved: the theme chosen in
+/// one run (the top bar's button) is the theme of the next.
+#[test]
+fn app_remembers_the_theme_between_runs() {
+    let mut rig = GuiRig::offline(1, |_| {});
+    let mut storage = MemoryStorage::default();
+    let mut h = rig.app(
+        &storage,
+        Source::File(rig.config_path()),
+        Some(rig.config.clone()),
+    );
+    frames(&mut h);
+    assert!(h.state().panel.prefs.dark, "dark on the first run");
+    assert_eq!(h.ctx.theme(), egui::Theme::Dark);
+    h.get_by_label("Light theme").click();
+    frames(&mut h);
+    assert_eq!(h.ctx.theme(), egui::Theme::Light);
+    // eframe saves on exit (and every 30 s).
+    eframe::App::save(h.state_mut(), &mut storage);
+    rig.close(h);
+
+    let mut h = rig.app(
+        &storage,
+        Source::File(rig.config_path()),
+        Some(rig.config.clone()),
+    );
+    assert!(!h.state().panel.prefs.dark, "the stored preference is used");
+    frames(&mut h);
+    assert_eq!(h.ctx.theme(), egui::Theme::Light);
+    assert!(h.query_by_label("Dark theme").is_some());
+    // An empty storage (first run) falls back to the defaults.
+    rig.close(h);
+    let h = rig.app(
+        &MemoryStorage::default(),
+        Source::File(rig.config_path()),
+        Some(rig.config.clone()),
+    );
+    assert_eq!(h.state().panel.prefs, Prefs::default());
+}
+
+/// The real app wakes its own window: a background job's result requests a
+/// repaint of the context eframe built the app with (no frame runs until
+/// then), and the next frame applies it. Here the first-run screen reads
+/// the file that has appeared, and the engine it starts connects and
+/// switches.
+#[test]
+fn app_is_woken_by_its_jobs_and_engine() {
+    let mut rig = GuiRig::start(1, Some(Faults::default()));
+    let storage = MemoryStorage::default();
+    let mut h = rig.app(&storage, Source::Missing(rig.config_path()), None);
+    frames(&mut h);
+    assert!(has_text(&h, "No configuration yet"));
+    let idle = Instant::now();
+    while h.ctx.has_requested_repaint() {
+        assert!(
+            idle.elapsed() < Duration::from_secs(5),
+            "the first-run screen never idles"
+        );
+        h.step();
+    }
+    rig.config.save(&rig.config_path()).unwrap();
+    h.state_mut().panel.apply(Intent::Reload);
+    let asked = Instant::now();
+    while !h.ctx.has_requested_repaint() {
+        assert!(
+            asked.elapsed() < Duration::from_secs(10),
+            "the loaded configuration never woke the window"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    h.step();
+    assert!(!has_text(&h, "No configuration yet"));
+    assert!(has_text(&h, "Relay 0"));
+    wait_for(&mut h, "connected", |h| {
+        h.state().panel.model.connection.is_ready()
+    });
+    h.get_by_label("On").click();
+    wait_for(&mut h, "confirmed", |h| has_text(h, "confirmed in"));
+    assert_eq!(rig.devices().state("r0"), Some(RelayState::On));
 }

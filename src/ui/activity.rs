@@ -2,7 +2,8 @@
 
 use egui::{Color32, RichText};
 
-use super::{Action, Model};
+use super::intent::Intent;
+use super::model::Model;
 use crate::outcome::Outcome;
 use crate::relay::{format_rtt, format_time};
 use crate::store::AuditEntry;
@@ -35,8 +36,8 @@ fn matches(entry: &AuditEntry, needle: &str) -> bool {
 }
 
 /// Draws the activity panel.
-pub fn show(ui: &mut egui::Ui, model: &Model, filter: &mut String) -> Option<Action> {
-    let mut action = None;
+pub fn show(ui: &mut egui::Ui, model: &Model, filter: &mut String) -> Option<Intent> {
+    let mut intent = None;
     ui.add_space(4.0);
     ui.horizontal(|ui| {
         ui.strong("Activity");
@@ -50,7 +51,7 @@ pub fn show(ui: &mut egui::Ui, model: &Model, filter: &mut String) -> Option<Act
             .on_hover_text("Write the audit log to a CSV file in your documents folder")
             .clicked()
         {
-            action = Some(Action::ExportCsv);
+            intent = Some(Intent::ExportCsv);
         }
         ui.label(RichText::new(format!("{} entries", model.audit.len())).weak());
     });
@@ -91,5 +92,5 @@ pub fn show(ui: &mut egui::Ui, model: &Model, filter: &mut String) -> Option<Act
                     }
                 });
         });
-    action
+    intent
 }

@@ -3,16 +3,17 @@
 
 use egui::RichText;
 
-use super::{Action, Model};
+use super::intent::Intent;
+use super::model::Model;
 use crate::relay::{format_rtt, format_time};
 
 /// Draws the detail window of `relay`.
-pub fn show(ctx: &egui::Context, model: &Model, relay: usize) -> Option<Action> {
+pub fn show(ctx: &egui::Context, model: &Model, relay: usize) -> Option<Intent> {
     let (Some(config), Some(status)) = (model.config.relays.get(relay), model.statuses.get(relay))
     else {
-        return Some(Action::CloseDetail);
+        return Some(Intent::CloseDetail);
     };
-    let mut action = None;
+    let mut intent = None;
     let mut open = true;
     egui::Window::new(format!("{} — details", config.display_name()))
         .id(egui::Id::unique("relay_detail"))
@@ -106,9 +107,9 @@ pub fn show(ctx: &egui::Context, model: &Model, relay: usize) -> Option<Action> 
                 });
         });
     if !open {
-        action = Some(Action::CloseDetail);
+        intent = Some(Intent::CloseDetail);
     }
-    action
+    intent
 }
 
 /// A small line plot of round trips in milliseconds, with its range.

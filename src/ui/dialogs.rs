@@ -1,10 +1,11 @@
 //! Confirmation dialogs: one relay with `confirm = true`, or a whole group.
 
-use super::{Action, Confirmation, Model};
+use super::intent::{Confirmation, Intent};
+use super::model::Model;
 
 /// Draws the open confirmation dialog.
-pub fn show(ctx: &egui::Context, model: &Model, confirmation: &Confirmation) -> Option<Action> {
-    let mut action = None;
+pub fn show(ctx: &egui::Context, model: &Model, confirmation: &Confirmation) -> Option<Intent> {
+    let mut intent = None;
     let (title, question, yes) = match confirmation {
         Confirmation::Relay { relay, action } => {
             let relay = &model.config.relays[*relay];
@@ -53,15 +54,15 @@ pub fn show(ctx: &egui::Context, model: &Model, confirmation: &Confirmation) -> 
         ui.add_space(10.0);
         ui.horizontal(|ui| {
             if ui.button(yes).clicked() {
-                action = Some(Action::Confirm);
+                intent = Some(Intent::Confirm);
             }
             if ui.button("Cancel").clicked() {
-                action = Some(Action::Cancel);
+                intent = Some(Intent::Cancel);
             }
         });
     });
-    if action.is_none() && response.should_close() {
-        action = Some(Action::Cancel);
+    if intent.is_none() && response.should_close() {
+        intent = Some(Intent::Cancel);
     }
-    action
+    intent
 }

@@ -2,11 +2,12 @@
 
 use egui::RichText;
 
-use super::{Action, Source};
+use super::intent::Intent;
+use super::source::Source;
 
 /// Draws the explanation and the ways forward.
-pub fn show(ui: &mut egui::Ui, source: &Source) -> Option<Action> {
-    let mut action = None;
+pub fn show(ui: &mut egui::Ui, source: &Source) -> Option<Intent> {
+    let mut intent = None;
     ui.add_space(24.0);
     ui.vertical_centered(|ui| {
         ui.set_max_width(640.0);
@@ -24,13 +25,13 @@ pub fn show(ui: &mut egui::Ui, source: &Source) -> Option<Action> {
                 ui.add_space(12.0);
                 ui.horizontal(|ui| {
                     if ui.button(RichText::new("Open demo").strong()).clicked() {
-                        action = Some(Action::OpenDemo);
+                        intent = Some(Intent::OpenDemo);
                     }
                     if ui.button("Create example configuration").clicked() {
-                        action = Some(Action::CreateExample);
+                        intent = Some(Intent::CreateExample);
                     }
                     if ui.button("Reload").clicked() {
-                        action = Some(Action::Reload);
+                        intent = Some(Intent::Reload);
                     }
                 });
                 ui.add_space(12.0);
@@ -46,15 +47,15 @@ pub fn show(ui: &mut egui::Ui, source: &Source) -> Option<Action> {
                 ui.add_space(12.0);
                 ui.horizontal(|ui| {
                     if ui.button("Reload").on_hover_text("Read the file again after fixing it").clicked() {
-                        action = Some(Action::Reload);
+                        intent = Some(Intent::Reload);
                     }
                     if ui.button("Open demo").clicked() {
-                        action = Some(Action::OpenDemo);
+                        intent = Some(Intent::OpenDemo);
                     }
                 });
             }
             Source::File(_) | Source::Demo => {}
         }
     });
-    action
+    intent
 }

@@ -7,7 +7,8 @@ use std::time::SystemTime;
 
 use egui::{Color32, RichText};
 
-use super::{Action, Model, Row};
+use super::intent::Intent;
+use super::model::{Model, Row};
 use crate::protocol::{self, RelayState};
 use crate::relay::{Failure, Phase, RelayStatus, format_age, format_rtt, format_time};
 
@@ -121,8 +122,8 @@ pub fn show(
     model: &Model,
     rows: &[Row],
     collapsed: &BTreeSet<String>,
-) -> Option<Action> {
-    let mut action = None;
+) -> Option<Intent> {
+    let mut intent = None;
     if model.config.relays.is_empty() {
         ui.label("This configuration has no relays. Add some in Settings.");
         return None;
@@ -150,11 +151,11 @@ pub fn show(
                     }
                 };
                 if chosen.is_some() {
-                    action = chosen;
+                    intent = chosen;
                 }
             }
         });
-    action
+    intent
 }
 
 fn group_row(
@@ -164,9 +165,9 @@ fn group_row(
     matching: usize,
     collapsed: &BTreeSet<String>,
     connected: bool,
-) -> Option<Action> {
+) -> Option<Intent> {
     let group = &model.groups[g];
-    let mut action = None;
+    let mut intent = None;
     ui.push_id(("group", &group.name), |ui| {
         ui.allocate_ui(egui::vec2(ui.available_width(), ROW_HEIGHT), |ui| {
             ui.horizontal_centered(|ui| {
@@ -184,14 +185,14 @@ fn group_row(
                     .add(egui::Button::new(RichText::new(title).strong().size(15.0)).frame(false))
                     .on_hover_text(hint);
                 if title_response.clicked() || icon_response.clicked() {
-                    action = Some(Action::ToggleGroup(group.name.clone()));
+                    intent = Some(Intent::ToggleGroup(group.name.clone()));
                 }
                 let on = ui.add_enabled(connected, egui::Button::new("All on"));
                 if on
                     .on_disabled_hover_text("Not connected to the broker")
                     .clicked()
                 {
-                    action = Some(Action::GroupSwitch {
+                    intent = Some(Intent::GroupSwitch {
                         group: g,
                         action: protocol::Action::On,
                     });
@@ -201,7 +202,7 @@ fn group_row(
                     .on_disabled_hover_text("Not connected to the broker")
                     .clicked()
                 {
-                    action = Some(Action::GroupSwitch {
+                    intent = Some(Intent::GroupSwitch {
                         group: g,
                         action: protocol::Action::Off,
                     });
@@ -226,13 +227,13 @@ fn group_row(
                     };
                     ui.label(RichText::new(text).color(colour));
                     if run.done() && ui.small_button("Dismiss").clicked() {
-                        action = Some(Action::DismissGroupRun);
+                        intent = Some(Intent::DismissGroupRun);
                     }
                 }
             });
         });
     });
-    action
+    intent
 }
 
 /// A triangle pointing down (open) or right (folded); drawn, so it needs no
@@ -279,10 +280,10 @@ fn relay_row(
     r: usize,
     now: SystemTime,
     connected: bool,
-) -> Option<Action> {
+) -> Option<Intent> {
     let relay = &model.config.relays[r];
     let status = &model.statuses[r];
-    let mut action = None;
+    let mut intent = None;
     ui.allocate_ui(egui::vec2(ui.available_width(), ROW_HEIGHT), |ui| {
         ui.horizontal_centered(|ui| {
             ui.add_space(18.0);
@@ -310,7 +311,7 @@ fn relay_row(
                     .on_hover_text("Settings, round trips and history of this relay")
                     .clicked()
                 {
-                    action = Some(Action::ShowDetail(r));
+                    intent = Some(Intent::ShowDetail(r));
                 }
                 let idle = connected && !status.is_pending();
                 let why = if status.is_pending() {
@@ -328,7 +329,7 @@ fn relay_row(
                         "No payload_query configured for this relay"
                     });
                 if refresh.clicked() {
-                    action = Some(Action::Switch {
+                    intent = Some(Intent::Switch {
                         relay: r,
                         action: protocol::Action::Query,
                     });
@@ -338,7 +339,7 @@ fn relay_row(
                     .on_disabled_hover_text(why)
                     .clicked()
                 {
-                    action = Some(Action::Switch {
+                    intent = Some(Intent::Switch {
                         relay: r,
                         action: protocol::Action::Off,
                     });
@@ -348,7 +349,7 @@ fn relay_row(
                     .on_disabled_hover_text(why)
                     .clicked()
                 {
-                    action = Some(Action::Switch {
+                    intent = Some(Intent::Switch {
                         relay: r,
                         action: protocol::Action::On,
                     });
@@ -368,5 +369,5 @@ fn relay_row(
             });
         });
     });
-    action
+    intent
 }

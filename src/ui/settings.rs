@@ -5,7 +5,8 @@ use std::path::PathBuf;
 
 use egui::RichText;
 
-use super::{Action, Source};
+use super::intent::Intent;
+use super::source::Source;
 use crate::config::{Config, Problem, RelayConfig};
 
 /// The configuration being edited.
@@ -70,8 +71,8 @@ fn optional_path(ui: &mut egui::Ui, value: &mut Option<PathBuf>, hint: &str) -> 
 }
 
 /// Draws the settings window.
-pub fn show(ctx: &egui::Context, draft: &mut Draft, source: &Source) -> Option<Action> {
-    let mut action = None;
+pub fn show(ctx: &egui::Context, draft: &mut Draft, source: &Source) -> Option<Intent> {
+    let mut intent = None;
     let mut open = true;
     let mut changed = false;
     egui::Window::new("Settings")
@@ -262,15 +263,15 @@ pub fn show(ctx: &egui::Context, draft: &mut Draft, source: &Source) -> Option<A
                     .on_disabled_hover_text("Fix the problems listed above first")
                     .clicked()
                 {
-                    action = Some(Action::SaveSettings(Box::new(draft.config.clone())));
+                    intent = Some(Intent::SaveSettings(Box::new(draft.config.clone())));
                 }
                 if ui.button("Cancel").clicked() {
-                    action = Some(Action::CloseSettings);
+                    intent = Some(Intent::CloseSettings);
                 }
             });
         });
     if !open {
-        action = Some(Action::CloseSettings);
+        intent = Some(Intent::CloseSettings);
     }
-    action
+    intent
 }

@@ -2,7 +2,11 @@
 
 use egui::{Color32, RichText};
 
-use super::{Action, Model, Prefs, Source};
+use super::app::TITLE;
+use super::intent::Intent;
+use super::model::Model;
+use super::prefs::Prefs;
+use super::source::Source;
 use crate::engine::ConnectionState;
 
 /// Colour, a short word for the bar, and the reason (shown in full on a
@@ -37,12 +41,12 @@ pub fn show(
     filter: &mut String,
     prefs: &Prefs,
     notice: Option<&(String, bool)>,
-) -> Option<Action> {
-    let mut action = None;
-    let has_relays = matches!(source, Source::File(_) | Source::Demo);
+) -> Option<Intent> {
+    let mut intent = None;
+    let has_relays = source.has_relays();
     ui.add_space(4.0);
     ui.horizontal(|ui| {
-        ui.heading(RichText::new(super::TITLE).strong());
+        ui.heading(RichText::new(TITLE).strong());
         if *source == Source::Demo {
             ui.label(
                 RichText::new("DEMO")
@@ -64,7 +68,7 @@ pub fn show(
                     .on_hover_text("Connect again with the same settings")
                     .clicked()
             {
-                action = Some(Action::Retry);
+                intent = Some(Intent::Retry);
             }
             ui.label(RichText::new(text).color(colour));
         }
@@ -75,11 +79,11 @@ pub fn show(
                 "Dark theme"
             };
             if ui.button(theme).clicked() {
-                action = Some(Action::ToggleTheme);
+                intent = Some(Intent::ToggleTheme);
             }
             if has_relays {
                 if ui.button("Settings").clicked() {
-                    action = Some(Action::OpenSettings);
+                    intent = Some(Intent::OpenSettings);
                 }
                 let activity = if prefs.show_activity {
                     "Hide activity"
@@ -87,7 +91,7 @@ pub fn show(
                     "Show activity"
                 };
                 if ui.button(activity).clicked() {
-                    action = Some(Action::ToggleActivity);
+                    intent = Some(Intent::ToggleActivity);
                 }
             }
         });
@@ -132,7 +136,7 @@ pub fn show(
                     "No relay has payload_query configured"
                 });
             if refresh.clicked() {
-                action = Some(Action::RefreshAll);
+                intent = Some(Intent::RefreshAll);
             }
             ui.separator();
             ui.label("Response topic:");
@@ -161,7 +165,7 @@ pub fn show(
             };
             ui.label(RichText::new(text).color(colour));
             if ui.small_button("Dismiss").clicked() {
-                action = Some(Action::DismissNotice);
+                intent = Some(Intent::DismissNotice);
             }
         });
     }
@@ -174,10 +178,10 @@ pub fn show(
                 );
             }
             if ui.small_button("Dismiss warnings").clicked() {
-                action = Some(Action::DismissWarnings);
+                intent = Some(Intent::DismissWarnings);
             }
         });
     }
     ui.add_space(2.0);
-    action
+    intent
 }

@@ -1,0 +1,86 @@
+//! What the technician asked for in a view, as an [`Intent`] the panel
+//! applies after drawing (views never change the panel themselves).
+//!
+//! Not to be confused with [`protocol::Action`], what a request asks a
+//! device to do: [`Intent::Switch`] carries one.
+
+use crate::config::Config;
+use crate::protocol;
+
+/// Something the technician asked for, applied after drawing.
+#[derive(Debug, Clone, PartialEq)]
+#[must_use]
+pub enum Intent {
+    /// Switch or query a relay (asks first for `confirm = true` relays).
+    Switch {
+        /// Index into `config.relays`.
+        relay: usize,
+        /// What to ask the device.
+        action: protocol::Action,
+    },
+    /// "All on" / "All off" for a group (asks first).
+    GroupSwitch {
+        /// Index into `model.groups`.
+        group: usize,
+        /// On or off.
+        action: protocol::Action,
+    },
+    /// The open confirmation dialog was accepted.
+    Confirm,
+    /// The open confirmation dialog was cancelled.
+    Cancel,
+    /// Fold or unfold a group.
+    ToggleGroup(String),
+    /// Query every relay that has a query payload.
+    RefreshAll,
+    /// Open a relay's detail window.
+    ShowDetail(usize),
+    /// Close the detail window.
+    CloseDetail,
+    /// Open the settings window.
+    OpenSettings,
+    /// Close the settings window without saving.
+    CloseSettings,
+    /// Save (or, in the demo, apply) a new configuration.
+    SaveSettings(Box<Config>),
+    /// Start the built-in demo.
+    OpenDemo,
+    /// Write the example configuration to the missing file and load it.
+    CreateExample,
+    /// Read the configuration file again.
+    Reload,
+    /// Start the engine again after it failed (wrong password fixed on
+    /// the broker, an internal error).
+    Retry,
+    /// Write the audit log to a CSV file.
+    ExportCsv,
+    /// Show or hide the activity panel.
+    ToggleActivity,
+    /// Switch between dark and light.
+    ToggleTheme,
+    /// Dismiss the warnings.
+    DismissWarnings,
+    /// Dismiss a group action's summary.
+    DismissGroupRun,
+    /// Dismiss the notice line.
+    DismissNotice,
+}
+
+/// A question the technician must answer before something switches.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Confirmation {
+    /// One relay with `confirm = true`.
+    Relay {
+        /// Index into `config.relays`.
+        relay: usize,
+        /// On or off.
+        action: protocol::Action,
+    },
+    /// A whole group.
+    Group {
+        /// Index into `model.groups`.
+        group: usize,
+        /// On or off.
+        action: protocol::Action,
+    },
+}

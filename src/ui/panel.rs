@@ -1,0 +1,462 @@
+//! The panel: its state (model, view state, the engine link, background
+//! jobs), [`Panel::draw`], which draws every view and collects their
+//! [`Intent`]s, and [`Panel::apply`], which carries an intent out after
+//! drawing. The UI thread never blocks: the engine runs on tokio, file
+//! writes in [`jobs`](super::jobs).
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::intent::{Confirmation, Intent};
+use super::jobs::{self, Job, Jobs};
+use super::model::{Model, Row};
+use super::prefs::Prefs;
+use super::source::Source;
+use super::{activity, detail, dialogs, first_run, relay_list, settings, top_bar};
+use crate::config::Config;
+use crate::engine::{self, ConnectionState, EngineHandle, EngineOptions, Events};
+use crate::protocol;
+
+/// A running engine and its events.
+struct EngineLink {
+    /// Where requests go.
+    handle: EngineHandle,
+    /// What the engine reports (closed once it has stopped).
+    events: Events,
+}
+
+/// Cached relay-list rows (recomputed when the filter, the folded groups
+/// or the configuration change — not every frame).
+#[derive(Default)]
+struct RowCache {
+    /// Filter, folded groups and configuration generation the rows are for.
+    key: Option<(String, BTreeSet<String>, u64)>,
+    /// The rows for `key`.
+    rows: Vec<Row>,
+}
+
+/// What the panel needs from its surroundings.
+pub struct PanelOptions {
+    /// Where the configuration comes from (a loaded config goes with it).
+    pub source: Source,
+    /// The loaded configuration for `Source::File`.
+    pub config: Option<Config>,
+    /// Directory of the store; `None` keeps nothing.
+    pub data_dir: Option<PathBuf>,
+    /// The runtime engines and background work run on.
+    pub runtime: tokio::runtime::Handle,
+    /// Remembered preferences ([`PanelApp`](super::PanelApp) uses these
+    /// only when its storage holds none).
+    pub prefs: Prefs,
+    /// Cloned into every engine being stopped and every background job:
+    /// the process waits, before exiting, until all clones are dropped
+    /// (stores flushed, files written).
+    pub shutdown_complete: tokio::sync::mpsc::Sender<()>,
+}
+
+/// The whole panel: model, view state, engine link.
+pub struct Panel {
+    /// What the views show.
+    pub model: Model,
+    /// Remembered preferences.
+    pub prefs: Prefs,
+    /// Where the configuration comes from.
+    pub source: Source,
+    /// Relay filter text.
+    pub filter: String,
+    /// Activity filter text.
+    pub activity_filter: String,
+    /// Open confirmation dialog.
+    pub confirmation: Option<Confirmation>,
+    /// Relay whose detail window is open.
+    pub detail: Option<usize>,
+    /// Open settings window and its draft.
+    pub settings: Option<settings::Draft>,
+    /// One line of feedback (saved, exported, failed…), and whether it is an error.
+    pub notice: Option<(String, bool)>,
+    /// Relay-list rows, kept between frames.
+    rows: RowCache,
+    /// Directory of the store (the demo's lives in `demo/` under it).
+    data_dir: Option<PathBuf>,
+    /// The running engine, if any.
+    engine: Option<EngineLink>,
+    /// The runtime engines are spawned on.
+    runtime: tokio::runtime::Handle,
+    /// The window's context: the engine's wake-up repaints it.
+    ctx: egui::Context,
+    /// Background file work and the demo start.
+    jobs: Jobs,
+    /// The demo's broker and devices, while the demo runs.
+    #[cfg(feature = "demo")]
+    demo: Option<crate::demo::Demo>,
+    /// Cloned into each engine being stopped (see [`PanelOptions`]).
+    shutdown_complete: tokio::sync::mpsc::Sender<()>,
+}
+
+impl Panel {
+    /// A panel drawn in `ctx` (which the engine and background jobs wake);
+    /// starts the engine at once when a configuration is loaded, and the
+    /// demo when the source is `Demo`.
+    ///
+    /// A test harness that steps frames itself may pass any context, e.g.
+    /// `egui::Context::default()`.
+    pub fn new(options: PanelOptions, ctx: egui::Context) -> Self {
+        let loaded = options.config.is_some();
+        let config = options.config.unwrap_or_else(|| Config::new(""));
+        let jobs = Jobs::new(ctx.clone(), options.shutdown_complete.clone());
+        let mut panel = Panel {
+            model: Model::new(config),
+            prefs: options.prefs,
+            source: options.source.clone(),
+            filter: String::new(),
+            activity_filter: String::new(),
+            confirmation: None,
+            detail: None,
+            settings: None,
+            notice: None,
+            rows: RowCache::default(),
+            data_dir: options.data_dir,
+            engine: None,
+            runtime: options.runtime,
+            ctx,
+            jobs,
+            #[cfg(feature = "demo")]
+            demo: None,
+            shutdown_complete: options.shutdown_complete,
+        };
+        match options.source {
+            Source::File(_) if loaded => panel.start_engine(),
+            Source::Demo => panel.apply(Intent::OpenDemo),
+            _ => {}
+        }
+        panel
+    }
+
+    fn start_engine(&mut self) {
+        self.stop_engine();
+        let data_dir = match self.source {
+            Source::Demo => self.data_dir.as_ref().map(|d| d.join("demo")),
+            _ => self.data_dir.clone(),
+        };
+        let ctx = self.ctx.clone();
+        let options = EngineOptions {
+            config: self.model.config.clone(),
+            data_dir,
+            client_id_prefix: "relay-panel".to_owned(),
+            client_id_suffix: false,
+            wake: Arc::new(move || ctx.request_repaint()),
+            history: engine::HISTORY_LEN,
+        };
+        let _runtime = self.runtime.enter();
+        match engine::spawn(options) {
+            Ok((handle, events)) => {
+                self.model.response_topic = handle.response_topic.to_string();
+                self.engine = Some(EngineLink { handle, events });
+            }
+            Err(e) => {
+                self.model.connection = ConnectionState::Failed {
+                    reason: e.to_string(),
+                };
+            }
+        }
+    }
+
+    /// Makes the running engine crash (see `EngineHandle::crash_for_test`).
+    #[doc(hidden)]
+    pub fn crash_engine_for_test(&self) {
+        if let Some(link) = &self.engine {
+            link.handle.crash_for_test();
+        }
+    }
+
+    /// Asks the engine to stop; a task holding a shutdown-complete sender
+    /// reads its last events until it has flushed its store and ended.
+    fn stop_engine(&mut self) {
+        if let Some(mut link) = self.engine.take() {
+            link.handle.shutdown();
+            let shutdown_complete = self.shutdown_complete.clone();
+            self.runtime.spawn(async move {
+                while link.events.recv().await.is_some() {}
+                drop(shutdown_complete);
+            });
+        }
+    }
+
+    /// Applies every waiting engine event and finished background job
+    /// (eframe calls this through `App::logic`, even while hidden).
+    pub fn drain_events(&mut self) {
+        if let Some(link) = &mut self.engine {
+            while let Some(event) = link.events.try_recv() {
+                self.model.apply(event);
+            }
+            // The engine thread is gone without saying why (it always says
+            // why when it can): never keep showing "connected".
+            if link.events.is_closed()
+                && !matches!(
+                    self.model.connection,
+                    ConnectionState::Failed { .. } | ConnectionState::Stopped
+                )
+            {
+                self.model.connection = ConnectionState::Failed {
+                    reason: "internal error: the engine stopped; Retry starts it again".to_owned(),
+                };
+            }
+        }
+        while let Some(job) = self.jobs.try_recv() {
+            self.finish_job(job);
+        }
+    }
+
+    fn finish_job(&mut self, job: Job) {
+        match job {
+            Job::Saved(Ok((config, path))) => {
+                self.notice = Some((
+                    match &path {
+                        Some(p) => format!("Saved {}", p.display()),
+                        None => {
+                            "Applied (the demo configuration is not saved to a file)".to_owned()
+                        }
+                    },
+                    false,
+                ));
+                if let Some(path) = path {
+                    self.source = Source::File(path);
+                }
+                self.settings = None;
+                self.model.set_config(config);
+                self.start_engine();
+            }
+            Job::Saved(Err(e)) => {
+                let e = e.to_string();
+                if let Some(draft) = &mut self.settings {
+                    draft.save_error = Some(e.clone());
+                }
+                self.notice = Some((e, true));
+            }
+            Job::Exported(Ok(path)) => {
+                self.notice = Some((format!("Audit log exported to {}", path.display()), false));
+            }
+            Job::Exported(Err(e)) => self.notice = Some((e.to_string(), true)),
+            Job::Loaded(source, config) => {
+                self.source = source;
+                if let Some(config) = config {
+                    self.model.set_config(config);
+                    self.start_engine();
+                } else {
+                    self.stop_engine();
+                }
+            }
+            #[cfg(feature = "demo")]
+            Job::DemoStarted(result) => match *result {
+                Ok(demo) => {
+                    self.notice = None;
+                    self.source = Source::Demo;
+                    self.model.set_config(demo.config.clone());
+                    self.demo = Some(demo);
+                    self.start_engine();
+                }
+                Err(e) => self.notice = Some((e.to_string(), true)),
+            },
+        }
+    }
+
+    /// Applies what is waiting, then draws: [`Self::drain_events`] and
+    /// [`Self::draw`] in one call, for a harness without eframe (tests,
+    /// benchmarks). The app calls them from `logic` and `ui`.
+    pub fn show(&mut self, ui: &mut egui::Ui) {
+        self.drain_events();
+        self.draw(ui);
+    }
+
+    /// Draws the whole panel and applies what the technician asked.
+    pub fn draw(&mut self, ui: &mut egui::Ui) {
+        ui.ctx().set_theme(self.prefs.theme());
+        let mut intents: Vec<Intent> = Vec::new();
+        let has_relays = self.source.has_relays();
+
+        egui::Panel::top("top_bar").show(ui, |ui| {
+            intents.extend(top_bar::show(
+                ui,
+                &self.model,
+                &self.source,
+                &mut self.filter,
+                &self.prefs,
+                self.notice.as_ref(),
+            ));
+        });
+        if has_relays && self.prefs.show_activity {
+            egui::Panel::bottom("activity")
+                .resizable(true)
+                .default_size(220.0)
+                .min_size(80.0)
+                .show(ui, |ui| {
+                    intents.extend(activity::show(ui, &self.model, &mut self.activity_filter));
+                });
+        }
+        egui::CentralPanel::default().show(ui, |ui| {
+            if has_relays {
+                let key = (
+                    self.filter.clone(),
+                    self.prefs.collapsed.clone(),
+                    self.model.generation,
+                );
+                if self.rows.key.as_ref() != Some(&key) {
+                    self.rows.rows = self.model.rows(&self.filter, &self.prefs.collapsed);
+                    self.rows.key = Some(key);
+                }
+                intents.extend(relay_list::show(
+                    ui,
+                    &self.model,
+                    &self.rows.rows,
+                    &self.prefs.collapsed,
+                ));
+            } else {
+                intents.extend(first_run::show(ui, &self.source));
+            }
+        });
+        let ctx = ui.ctx().clone();
+        if let Some(confirmation) = &self.confirmation {
+            intents.extend(dialogs::show(&ctx, &self.model, confirmation));
+        }
+        if let Some(relay) = self.detail {
+            intents.extend(detail::show(&ctx, &self.model, relay));
+        }
+        if let Some(draft) = &mut self.settings {
+            intents.extend(settings::show(&ctx, draft, &self.source));
+        }
+        for intent in intents {
+            self.apply(intent);
+        }
+        // Repaint when a visible text changes by itself: an age ("12 s ago"
+        // each second, "5 min ago" each minute…) or a countdown. Engine
+        // events wake the UI on their own; nothing else repaints an idle panel.
+        if let Some(next) = self.model.next_tick(std::time::SystemTime::now()) {
+            ctx.request_repaint_after(next.max(Duration::from_millis(50)));
+        }
+    }
+
+    /// Carries out one intent.
+    pub fn apply(&mut self, intent: Intent) {
+        match intent {
+            Intent::Switch { relay, action } => {
+                let needs_confirm = self
+                    .model
+                    .config
+                    .relays
+                    .get(relay)
+                    .is_some_and(|r| r.confirm)
+                    && action != protocol::Action::Query;
+                if needs_confirm {
+                    self.confirmation = Some(Confirmation::Relay { relay, action });
+                } else {
+                    self.send(relay, action);
+                }
+            }
+            Intent::GroupSwitch { group, action } => {
+                self.confirmation = Some(Confirmation::Group { group, action });
+            }
+            Intent::Confirm => match self.confirmation.take() {
+                Some(Confirmation::Relay { relay, action }) => self.send(relay, action),
+                Some(Confirmation::Group { group, action }) => {
+                    if let Some(group) = self.model.groups.get(group).cloned() {
+                        let relays: Vec<usize> = group
+                            .relays
+                            .iter()
+                            .copied()
+                            .filter(|&r| !self.model.statuses[r].is_pending())
+                            .collect();
+                        self.model.start_group_run(&group.name, action, &relays);
+                        for relay in relays {
+                            self.send(relay, action);
+                        }
+                    }
+                }
+                None => {}
+            },
+            Intent::Cancel => self.confirmation = None,
+            Intent::ToggleGroup(name) => {
+                if !self.prefs.collapsed.remove(&name) {
+                    self.prefs.collapsed.insert(name);
+                }
+            }
+            Intent::RefreshAll => {
+                for relay in 0..self.model.config.relays.len() {
+                    if self.model.config.relays[relay].payload_query.is_some()
+                        && !self.model.statuses[relay].is_pending()
+                    {
+                        self.send(relay, protocol::Action::Query);
+                    }
+                }
+            }
+            Intent::ShowDetail(relay) => self.detail = Some(relay),
+            Intent::CloseDetail => self.detail = None,
+            Intent::OpenSettings => {
+                self.settings = Some(settings::Draft::new(Config::clone(&self.model.config)))
+            }
+            Intent::CloseSettings => self.settings = None,
+            Intent::SaveSettings(config) => {
+                let path = self.source.config_file().cloned();
+                self.jobs.run(move || jobs::save(*config, path));
+            }
+            Intent::OpenDemo => self.open_demo(),
+            Intent::CreateExample => {
+                if let Source::Missing(path) = &self.source {
+                    let path = path.clone();
+                    self.jobs.run(move || jobs::create_example(path));
+                }
+            }
+            Intent::Retry => {
+                // A fresh start on the same configuration: states come back
+                // from the store, marked as from an earlier session.
+                let config = (*self.model.config).clone();
+                self.model.set_config(config);
+                self.start_engine();
+            }
+            Intent::Reload => {
+                if let Some(path) = self.source.config_file().cloned() {
+                    self.jobs.run(move || jobs::reload(path));
+                }
+            }
+            Intent::ExportCsv => {
+                let entries: Vec<_> = self.model.audit.iter().cloned().collect();
+                let fallback_dir = self.data_dir.clone();
+                self.jobs
+                    .run(move || jobs::export_csv(entries, fallback_dir));
+            }
+            Intent::ToggleActivity => self.prefs.show_activity = !self.prefs.show_activity,
+            Intent::ToggleTheme => self.prefs.dark = !self.prefs.dark,
+            Intent::DismissWarnings => self.model.warnings.clear(),
+            Intent::DismissGroupRun => self.model.group_run = None,
+            Intent::DismissNotice => self.notice = None,
+        }
+    }
+
+    fn send(&mut self, relay: usize, action: protocol::Action) {
+        if let Some(link) = &self.engine {
+            link.handle.request(relay, action);
+        }
+    }
+
+    fn open_demo(&mut self) {
+        #[cfg(feature = "demo")]
+        {
+            self.notice = Some(("Starting the demo broker and devices…".to_owned(), false));
+            self.jobs.run_on_runtime(&self.runtime, jobs::start_demo);
+        }
+        #[cfg(not(feature = "demo"))]
+        {
+            self.notice = Some((
+                "This build has no demo (built without the `demo` feature)".to_owned(),
+                true,
+            ));
+        }
+    }
+}
+
+impl Drop for Panel {
+    fn drop(&mut self) {
+        self.stop_engine();
+    }
+}
