@@ -21,13 +21,9 @@ impl Engine {
         self.resubscribe_at = None;
         for held in self.outbox.disconnected() {
             if self.pending.cancel(&held.id).is_some() {
-                let reason = "the connection dropped before it could be sent".to_owned();
-                self.finish_failed(
-                    held.relay,
-                    held.action,
-                    Failure::NotSent { reason },
-                    None,
-                    Some(held.id),
+                self.not_sent(
+                    held,
+                    "the connection dropped before it could be sent".into(),
                 );
             }
         }

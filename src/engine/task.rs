@@ -213,15 +213,9 @@ impl Engine {
             match handed {
                 Ok(()) => self.outbox.packets.handed_over(held.id),
                 Err(e) => {
-                    let reason = format!("the MQTT client could not queue the request ({e})");
                     let _ = self.pending.cancel(&held.id);
-                    self.finish_failed(
-                        held.relay,
-                        held.action,
-                        Failure::NotSent { reason },
-                        None,
-                        Some(held.id),
-                    );
+                    let reason = format!("the MQTT client could not queue the request ({e})");
+                    self.not_sent(held, reason);
                 }
             }
         }
@@ -323,6 +317,12 @@ impl Engine {
             StoreSlot::Loading(buffer) => buffer.push(record),
             StoreSlot::Off => {}
         }
+    }
+
+    /// A request held back, never handed to the client, ends.
+    pub(super) fn not_sent(&mut self, held: Held, reason: String) {
+        let failure = Failure::NotSent { reason };
+        self.finish_failed(held.relay, held.action, failure, None, Some(held.id));
     }
 
     pub(super) fn finish_failed(

@@ -368,11 +368,7 @@ pub async fn run(
                 idle.push(relay);
             }
             Event::Late { relay, entry } => {
-                *report.late.entry(entry.outcome).or_default() += 1;
-                truth.late(relay, &entry, &mut report);
-                if entry.state.is_some() {
-                    confirmations.push((relay, entry));
-                }
+                note_late(&mut report, &mut truth, &mut confirmations, relay, entry)
             }
             Event::Relay { relay, status } => truth.status(relay, &status),
             _ => {}
@@ -386,11 +382,7 @@ pub async fn run(
     while let Ok(Some(event)) = tokio::time::timeout_at(linger.into(), events.recv()).await {
         match event {
             Event::Late { relay, entry } => {
-                *report.late.entry(entry.outcome).or_default() += 1;
-                truth.late(relay, &entry, &mut report);
-                if entry.state.is_some() {
-                    confirmations.push((relay, entry));
-                }
+                note_late(&mut report, &mut truth, &mut confirmations, relay, entry)
             }
             Event::Relay { relay, status } => truth.status(relay, &status),
             _ => {}
@@ -459,6 +451,22 @@ pub async fn run(
         }
     }
     Ok(report)
+}
+
+/// A late answer: counted, checked for order, and kept to be checked
+/// against the devices' log.
+fn note_late(
+    report: &mut SoakReport,
+    truth: &mut Truth,
+    confirmations: &mut Vec<(usize, AuditEntry)>,
+    relay: usize,
+    entry: AuditEntry,
+) {
+    *report.late.entry(entry.outcome).or_default() += 1;
+    truth.late(relay, &entry, report);
+    if entry.state.is_some() {
+        confirmations.push((relay, entry));
+    }
 }
 
 /// What the engine should show, from what the devices answered: per
