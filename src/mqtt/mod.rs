@@ -1,18 +1,23 @@
 //! What the engine and the simulator share about talking to a broker:
 //! client options (TCP_NODELAY, TLS, credentials, packet size) and the
 //! task that drives rumqttc's event loop, with reconnect backoff and
-//! errors turned into messages a technician can act on.
+//! errors turned into messages a technician can act on (`errors.rs`), and
+//! packet-id bookkeeping (`packets.rs`).
 
 use std::time::Duration;
 
-use rumqttc::v5::mqttbytes::v5::{
-    ConnAck, ConnectReturnCode, DisconnectReasonCode, Filter, Packet, PubAckReason, Publish, SubAck,
-};
-use rumqttc::v5::{AsyncClient, ConnectionError, Event, EventLoop, MqttOptions, StateError};
+use rumqttc::v5::mqttbytes::v5::{ConnAck, Filter, Packet, PubAckReason, Publish, SubAck};
+use rumqttc::v5::{AsyncClient, ConnectionError, Event, EventLoop, MqttOptions};
 use rumqttc::{NetworkOptions, Outgoing, TlsConfiguration, Transport};
 use tokio::sync::mpsc;
 
 use crate::config::{BrokerConfig, PasswordError, Scheme, UrlError, parse_broker_url};
+
+mod errors;
+mod packets;
+
+use errors::{closed_before_handshake, describe, diagnose_timeout};
+pub use packets::PacketIds;
 
 /// Largest packet this client accepts. Sent to the broker in CONNECT, so
 /// the broker drops (rather than delivers) larger responses: an oversized
@@ -280,312 +285,28 @@ pub fn spawn_event_loop(
     rx
 }
 
-/// No CONNACK within the connection timeout: tell an unreachable host from
-/// a broker that took the TCP connection and never answered the MQTT 5
-/// CONNECT (an MQTT 3.1.1-only broker may do just that).
-async fn diagnose_timeout((host, port): &(String, u16)) -> String {
-    let waited = CONNECT_TIMEOUT.as_secs();
-    let probe = tokio::time::timeout(
-        Duration::from_secs(2),
-        tokio::net::TcpStream::connect((host.as_str(), *port)),
-    )
-    .await;
-    match probe {
-        Ok(Ok(_)) => format!(
-            "broker {host}:{port} accepted the TCP connection but did not answer the MQTT 5 CONNECT within {waited} s: \
-             it may not accept MQTT 5 (Relay Panel needs MQTT 5; a broker that speaks only MQTT 3.1.1 may not answer at all), \
-             or it is overloaded"
-        ),
-        _ => format!(
-            "broker {host}:{port} did not answer within {waited} s (no TCP connection: is the host reachable and the port right?)"
-        ),
-    }
-}
-
-/// Whether the broker (or the network) closed the connection: a reset, an
-/// EOF, a broken pipe. Never certain to repeat.
-fn closed_before_handshake(error: &ConnectionError) -> bool {
-    use std::io::ErrorKind::*;
-    match io_error(error) {
-        Some(e) => matches!(
-            e.kind(),
-            UnexpectedEof | ConnectionReset | ConnectionAborted | BrokenPipe
-        ),
-        None => matches!(
-            error,
-            ConnectionError::MqttState(StateError::ConnectionAborted)
-        ),
-    }
-}
-
-/// The I/O error inside a connection error, wherever rumqttc put it (a
-/// reset while reading the CONNACK arrives as a "deserialization" error).
-fn io_error(error: &ConnectionError) -> Option<&std::io::Error> {
-    use rumqttc::v5::mqttbytes::Error as PacketError;
-    match error {
-        ConnectionError::Io(e)
-        | ConnectionError::MqttState(StateError::Io(e))
-        | ConnectionError::MqttState(StateError::Deserialization(PacketError::Io(e))) => Some(e),
-        _ => None,
-    }
-}
-
-/// A technician-readable reason for a connection error, and whether
-/// retrying is pointless.
-fn describe(
-    error: &ConnectionError,
-    (host, port): &(String, u16),
-    client_id: &str,
-    was_connected: bool,
-) -> (String, bool) {
-    let broker = format!("{host}:{port}");
-    if let Some(e) = io_error(error) {
-        return (describe_io(e, &broker, host, was_connected), false);
-    }
-    match error {
-        ConnectionError::ConnectionRefused(code) => {
-            let (what, fatal) = match code {
-                ConnectReturnCode::UnsupportedProtocolVersion
-                | ConnectReturnCode::RefusedProtocolVersion => (
-                    "does not accept MQTT 5 (Relay Panel needs MQTT 5 for request/response)"
-                        .to_owned(),
-                    true,
-                ),
-                ConnectReturnCode::BadUserNamePassword => (
-                    "refused the user name or password; check username/password in [broker]"
-                        .to_owned(),
-                    true,
-                ),
-                ConnectReturnCode::NotAuthorized | ConnectReturnCode::Banned => (
-                    format!(
-                        "refused this client ({code:?}): the user name or password is wrong, or this user may not connect; check username/password in [broker] and the broker's ACL"
-                    ),
-                    true,
-                ),
-                ConnectReturnCode::ClientIdentifierNotValid | ConnectReturnCode::BadClientId => {
-                    (format!("refused the client id {client_id:?}"), true)
-                }
-                ConnectReturnCode::BadAuthenticationMethod => {
-                    ("refused the authentication method".to_owned(), true)
-                }
-                other => (format!("refused the connection ({other:?})"), false),
-            };
-            (format!("broker {broker} {what}"), fatal)
-        }
-        ConnectionError::MqttState(StateError::ServerDisconnect {
-            reason_code,
-            reason_string,
-        }) => {
-            let detail = reason_string
-                .as_deref()
-                .map(|s| format!(": {s}"))
-                .unwrap_or_default();
-            match reason_code {
-                DisconnectReasonCode::SessionTakenOver => (
-                    format!(
-                        "another client connected with the same client id {client_id:?} and took over the session; \
-                         not reconnecting (two panels with one client id would throw each other off). \
-                         Give each panel its own client_id, or remove it from [broker]"
-                    ),
-                    true,
-                ),
-                DisconnectReasonCode::NotAuthorized => (
-                    format!("broker {broker} disconnected this client: not authorised{detail}"),
-                    true,
-                ),
-                other => (
-                    format!("broker {broker} disconnected this client ({other:?}){detail}"),
-                    false,
-                ),
-            }
-        }
-        ConnectionError::MqttState(StateError::IncomingPacketTooLarge { pkt_size, max }) => (
-            format!("a message of {pkt_size} bytes exceeded the {max}-byte limit; reconnecting"),
-            false,
-        ),
-        ConnectionError::MqttState(StateError::ConnectionAborted) if !was_connected => (
-            format!(
-                "broker {broker} closed the connection before answering the MQTT 5 CONNECT \
-                 (restarting, full, or it rejects this client or MQTT 5)"
-            ),
-            false,
-        ),
-        ConnectionError::NotConnAck(_)
-        | ConnectionError::MqttState(StateError::Deserialization(_))
-            if !was_connected =>
-        {
-            (
-                format!(
-                    "broker {broker} answered CONNECT with something that is not an MQTT 5 CONNACK: it does not speak MQTT 5"
-                ),
-                true,
-            )
-        }
-        // Replaced by `diagnose_timeout`, which probes the port.
-        ConnectionError::Timeout(_) => (
-            format!(
-                "broker {broker} did not answer within {} s",
-                CONNECT_TIMEOUT.as_secs()
-            ),
-            false,
-        ),
-        ConnectionError::Tls(e) => describe_tls(e, &broker),
-        other => (
-            format!("connection to broker {broker} lost: {other}"),
-            false,
-        ),
-    }
-}
-
-/// An I/O failure in words; never certain to repeat.
-fn describe_io(e: &std::io::Error, broker: &str, host: &str, was_connected: bool) -> String {
-    use std::io::ErrorKind;
-    match e.kind() {
-        ErrorKind::ConnectionRefused => format!(
-            "cannot connect to broker {broker}: connection refused (is the broker running and is the URL right?)"
-        ),
-        ErrorKind::UnexpectedEof
-        | ErrorKind::ConnectionReset
-        | ErrorKind::ConnectionAborted
-        | ErrorKind::BrokenPipe
-            if !was_connected =>
-        {
-            format!(
-                "broker {broker} closed the connection before answering the MQTT 5 CONNECT \
-                 (restarting, full, or it rejects this client or MQTT 5)"
-            )
-        }
-        _ if e.to_string().contains("failed to lookup")
-            || e.to_string().contains("Name or service") =>
-        {
-            format!("cannot resolve broker host {host:?}: {e}")
-        }
-        _ => format!("connection to broker {broker} lost: {e}"),
-    }
-}
-
-/// A TLS failure in words, and whether it is certain to repeat: a
-/// certificate the client rejects (or bad key material) is; a reset or
-/// EOF during the handshake (a restarting broker) is not.
-fn describe_tls(error: &rumqttc::TlsError, broker: &str) -> (String, bool) {
-    let text = error.to_string();
-    // rustls words these differently across versions ("UnknownIssuer",
-    // "unknown issuer"; "Expired", "certificate expired"), and tokio-rustls
-    // wraps them in an I/O error: read the text.
-    let folded = text.to_lowercase().replace([' ', '_'], "");
-    let hint = if folded.contains("unknownissuer") {
-        Some("the broker's certificate is not signed by ca_file")
-    } else if folded.contains("expired") {
-        Some("the broker's certificate has expired (or the clock is wrong)")
-    } else if folded.contains("notvalidyet") {
-        Some("the broker's certificate is not valid yet (or the clock is wrong)")
-    } else if folded.contains("notvalidforname") {
-        Some("the broker's certificate does not name the host in the broker url")
-    } else if folded.contains("novalidca") {
-        Some("ca_file holds no PEM certificate")
-    } else if folded.contains("clientauthentication") || folded.contains("novalidkey") {
-        Some("client_cert / client_key are not a valid PEM certificate and key")
-    } else if folded.contains("invalidpeercertificate") || folded.contains("badcertificate") {
-        Some("the certificate was rejected")
-    } else {
-        None
-    };
-    match hint {
-        Some(hint) => (
-            format!("TLS with broker {broker} failed: {hint} ({text})"),
-            true,
-        ),
-        None => (
-            format!("TLS connection to broker {broker} failed ({text}); retrying"),
-            false,
-        ),
-    }
-}
-
 /// Subscribes to a response topic without awaiting (never await a
 /// publish/subscribe next to the loop that polls: the bounded channel could
 /// deadlock). No Local: the broker never sends this client its own
 /// publishes on the topic, so a request can never come back as an answer.
-pub fn subscribe(client: &AsyncClient, topic: &str) -> Result<(), String> {
+pub fn subscribe(client: &AsyncClient, topic: &str) -> Result<(), SubscribeError> {
     let mut filter = Filter::new(topic, rumqttc::v5::mqttbytes::QoS::AtLeastOnce);
     filter.nolocal = true;
     client
         .try_subscribe_many([filter])
-        .map_err(|e| format!("cannot subscribe to {topic}: {e}"))
+        .map_err(|e| SubscribeError {
+            topic: topic.to_owned(),
+            reason: e.to_string(),
+        })
 }
 
-/// Which request each QoS 1 publish on the wire is. rumqttc reports a
-/// publish's packet id only as it goes out (in the order the publishes were
-/// handed to the client), and the broker's PUBACK names only the packet id:
-/// this pairs them, so a refusal (an ACL) ends the right request at once.
-#[derive(Debug)]
-pub struct PacketIds<K> {
-    /// Handed to the client, not yet seen going out, oldest first.
-    unsent: std::collections::VecDeque<K>,
-    /// On the wire, awaiting PUBACK, by packet id.
-    by_pkid: std::collections::HashMap<u16, K>,
-}
-
-impl<K> Default for PacketIds<K> {
-    fn default() -> Self {
-        PacketIds {
-            unsent: std::collections::VecDeque::new(),
-            by_pkid: std::collections::HashMap::new(),
-        }
-    }
-}
-
-impl<K> PacketIds<K> {
-    /// A publish for `key` was handed to the client.
-    pub fn handed_over(&mut self, key: K) {
-        self.unsent.push_back(key);
-    }
-
-    /// The client sent the oldest handed-over publish under `pkid`.
-    pub fn sent(&mut self, pkid: u16) {
-        if let Some(key) = self.unsent.pop_front() {
-            self.by_pkid.insert(pkid, key);
-        }
-    }
-
-    /// The broker acknowledged (or refused) `pkid`: whose publish it was.
-    pub fn acknowledged(&mut self, pkid: u16) -> Option<K> {
-        self.by_pkid.remove(&pkid)
-    }
-
-    /// Publishes handed over and not yet acknowledged.
-    pub fn unacknowledged(&self) -> usize {
-        self.unsent.len() + self.by_pkid.len()
-    }
-
-    /// The connection is gone: packet ids of the old one mean nothing.
-    pub fn clear(&mut self) {
-        self.unsent.clear();
-        self.by_pkid.clear();
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// Packet ids pair with requests in hand-over order; a PUBACK frees
-    /// its slot once; unknown ids and a cleared table give nothing.
-    #[test]
-    fn packet_ids_pair_in_order() {
-        let mut ids = PacketIds::default();
-        ids.handed_over("a");
-        ids.handed_over("b");
-        assert_eq!(ids.unacknowledged(), 2);
-        ids.sent(7);
-        ids.sent(8);
-        assert_eq!(ids.acknowledged(8), Some("b"));
-        assert_eq!(ids.acknowledged(8), None);
-        assert_eq!(ids.unacknowledged(), 1);
-        ids.sent(9); // nothing handed over: ignored
-        assert_eq!(ids.acknowledged(9), None);
-        ids.clear();
-        assert_eq!(ids.acknowledged(7), None);
-        assert_eq!(ids.unacknowledged(), 0);
-    }
+/// The client could not queue a subscription (its request queue is full
+/// or closed).
+#[derive(Debug, thiserror::Error)]
+#[error("cannot subscribe to {topic}: {reason}")]
+pub struct SubscribeError {
+    /// The topic.
+    pub topic: String,
+    /// What the client said.
+    pub reason: String,
 }

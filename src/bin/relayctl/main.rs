@@ -1,0 +1,382 @@
+//! `relayctl`: switch, query and inspect relays from scripts.
+//!
+//! `set` / `get` are one-shot: connect, send one request, print its
+//! outcome, exit with a code that says whether the device confirmed.
+//! `watch` keeps one connection open, reads commands on stdin and prints
+//! one line per event, for scripts that switch many times.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Duration, SystemTime};
+
+use clap::{Parser, Subcommand};
+use relay_panel::config::{Config, ConfigError};
+use relay_panel::engine::{
+    self, ANSWER_SLACK, ConnectionState, EngineHandle, EngineOptions, Event, Events,
+};
+use relay_panel::outcome::Outcome;
+use relay_panel::paths;
+use relay_panel::protocol::{Action, RelayState};
+use relay_panel::relay::{Phase, RelayStatus, format_age, format_rtt};
+use relay_panel::store::AuditEntry;
+use serde_json::{Value, json};
+use tokio::time::Instant;
+
+/// Exit code: the device confirmed.
+const CONFIRMED: u8 = 0;
+/// Exit code: usage, configuration or connection problem.
+const ERROR: u8 = 1;
+/// Exit code: no response within the timeout.
+const NO_RESPONSE: u8 = 2;
+/// Exit code: the device answered with an error, or reports the other
+/// state than the one asked for.
+const DEVICE_ERROR: u8 = 3;
+/// Longest wait for the broker (connected and subscribed) before giving
+/// up: one whole connection attempt (its CONNACK timeout) and the engine's
+/// diagnosis of it, so the reason printed says what was seen.
+const CONNECT_WAIT: Duration =
+    Duration::from_millis(relay_panel::mqtt::CONNECT_TIMEOUT.as_millis() as u64 + 2500);
+/// Longest wait for the engine to disconnect and flush the store at exit.
+const SHUTDOWN_WAIT: Duration = Duration::from_secs(5);
+/// The same after the connection failed for certain: nothing is in flight
+/// and nothing is left to send, so a slow stop only delays the exit.
+const SHUTDOWN_WAIT_FAILED: Duration = Duration::from_secs(1);
+
+/// Switch and query relays over MQTT 5; every state printed was confirmed by
+/// the device through a correlated response.
+#[derive(Parser, Debug)]
+#[command(
+    version,
+    after_help = "Exit codes: 0 confirmed, 2 no response in time, 3 device error or the device reports the other state, \
+1 anything else (usage, configuration, connection).\n\
+With --json, set and get print exactly one JSON object on stdout, whatever the outcome.\n\n\
+Examples:\n  relayctl set pump-1 on\n  relayctl --json get pump-1\n  relayctl status\n  relayctl log -n 50\n  \
+relayctl watch --json    # then type: set pump-1 on | get pump-1 | status"
+)]
+struct Args {
+    /// Configuration file (default: $RELAY_PANEL_CONFIG, else config.toml in the platform config dir).
+    #[arg(long, global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Directory of the store (default: $RELAY_PANEL_DATA_DIR, else the platform data dir).
+    #[arg(long, global = true, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// Time the device has to answer (overrides the configuration).
+    #[arg(long, global = true, value_name = "MS")]
+    timeout_ms: Option<u64>,
+    /// Print JSON instead of text.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// Switch a relay on or off and wait for the device to confirm.
+    Set {
+        /// Relay id from the configuration.
+        id: String,
+        /// `on` or `off`.
+        #[arg(value_parser = ["on", "off"])]
+        state: String,
+    },
+    /// Ask a relay its state (needs payload_query in its configuration).
+    Get {
+        /// Relay id from the configuration.
+        id: String,
+    },
+    /// Show every relay's last acknowledged state and its age.
+    Status,
+    /// Show recent requests and their outcomes from the audit log.
+    Log {
+        /// How many entries.
+        #[arg(short = 'n', long, default_value_t = 20)]
+        count: usize,
+    },
+    /// Stay connected, read commands on stdin (`set ID on|off`, `get ID`,
+    /// `status`, one per line) and print one line per event (one JSON
+    /// object per line with --json). Ends at end of input or Ctrl+C.
+    Watch,
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "error".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    // Usage errors exit 1 like every other error: clap's own code, 2,
+    // would read as "no response" to a script.
+    let args = match Args::try_parse() {
+        Ok(args) => args,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { ERROR } else { CONFIRMED });
+        }
+    };
+    let code = match &args.command {
+        Cmd::Set { id, state } => {
+            let action = Action::parse(state).unwrap_or(Action::Off);
+            one_shot(&args, id, action)
+        }
+        Cmd::Get { id } => one_shot(&args, id, Action::Query),
+        Cmd::Watch => watch::run(&args),
+        _ => match run(&args) {
+            Ok(code) => code,
+            Err(e) => {
+                eprintln!("relayctl: {e:#}");
+                ERROR
+            }
+        },
+    };
+    ExitCode::from(code)
+}
+
+/// `status` and `log`.
+fn run(args: &Args) -> anyhow::Result<u8> {
+    let config = load_config(args)?;
+    let data_dir = paths::data_dir(args.data_dir.clone());
+    match &args.command {
+        Cmd::Status => store_views::status(args, &config, &data_dir),
+        Cmd::Log { count } => store_views::log(args, &data_dir, *count),
+        _ => unreachable!("set, get and watch are handled elsewhere"),
+    }
+}
+
+/// Loads the configuration named by `--config` or the environment, with a
+/// hint when there is none, and applies `--timeout-ms` to every relay.
+fn load_config(args: &Args) -> anyhow::Result<Config> {
+    let path = paths::config_path(args.config.clone());
+    let mut config = match Config::load(&path) {
+        Ok(config) => config,
+        Err(ConfigError::Read { path, source })
+            if source.kind() == std::io::ErrorKind::NotFound =>
+        {
+            anyhow::bail!(
+                "no configuration at {} — create it (see the README's configuration section) or pass --config FILE",
+                path.display()
+            )
+        }
+        Err(e) => return Err(e.into()),
+    };
+    if let Some(warning) = config.permission_warning(&path) {
+        eprintln!("relayctl: warning: {warning}");
+    }
+    if let Some(ms) = args.timeout_ms {
+        anyhow::ensure!(ms > 0, "--timeout-ms must be at least 1");
+        for relay in &mut config.relays {
+            relay.timeout_ms = Some(ms);
+        }
+    }
+    Ok(config)
+}
+
+fn find_relay(config: &Config, id: &str) -> Result<usize, String> {
+    config
+        .relays
+        .iter()
+        .position(|r| r.id == id)
+        .ok_or_else(|| {
+            let known: Vec<&str> = config.relays.iter().map(|r| r.id.as_str()).collect();
+            format!(
+                "no relay {id:?} in the configuration; known ids: {}",
+                known.join(", ")
+            )
+        })
+}
+
+/// Starts the engine the way every relayctl command does: the store in
+/// `data_dir`, its own random client id, no history.
+fn spawn_engine(config: &Config, args: &Args) -> anyhow::Result<(EngineHandle, Events)> {
+    Ok(engine::spawn(EngineOptions {
+        config: std::sync::Arc::new(config.clone()),
+        data_dir: Some(paths::data_dir(args.data_dir.clone())),
+        client_id_prefix: "relayctl".to_owned(),
+        client_id_suffix: true,
+        wake: std::sync::Arc::new(|| {}),
+        history: 0,
+    })?)
+}
+
+/// The exit code `set` / `get` gives for a request that ended this way.
+fn exit_code(entry: &AuditEntry) -> u8 {
+    match entry.outcome {
+        Outcome::Confirmed if other_state(entry).is_some() => DEVICE_ERROR,
+        Outcome::Confirmed => CONFIRMED,
+        Outcome::NoResponse => NO_RESPONSE,
+        Outcome::DeviceError => DEVICE_ERROR,
+        _ => ERROR,
+    }
+}
+
+/// The state the device reports when it is not the one a switch asked
+/// for ("asked on, device reports off"); `None` for queries and matches.
+fn other_state(entry: &AuditEntry) -> Option<RelayState> {
+    match (entry.action, entry.state) {
+        (Action::On | Action::Off, Some(state)) if Action::switch_to(state) != entry.action => {
+            Some(state)
+        }
+        _ => None,
+    }
+}
+
+/// The fields every printed request outcome has (`set --json`, and
+/// `watch --json`'s `outcome` and `late` events).
+fn entry_json(entry: &AuditEntry) -> serde_json::Map<String, Value> {
+    let mut object = serde_json::Map::new();
+    object.insert("relay".into(), json!(entry.relay_id));
+    object.insert("action".into(), json!(entry.action));
+    object.insert("outcome".into(), json!(entry.outcome));
+    object.insert("state".into(), json!(entry.state));
+    object.insert("rtt_ms".into(), json!(entry.rtt.map(millis)));
+    object.insert("detail".into(), json!(entry.detail));
+    object
+}
+
+/// Milliseconds to the microsecond, as JSON prints them (`1.234`, not
+/// `1.2340000000000002`).
+fn millis(duration: Duration) -> f64 {
+    duration.as_micros() as f64 / 1000.0
+}
+
+/// Prints one line on stdout and flushes it; a closed stdout is not worth
+/// a panic (the reader has gone).
+fn print_line(line: impl std::fmt::Display) -> std::io::Result<()> {
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{line}")?;
+    out.flush()
+}
+
+/// `set` and `get`: one request, its outcome printed (exactly one JSON
+/// object with `--json`, whatever happens), its exit code returned.
+fn one_shot(args: &Args, id: &str, action: Action) -> u8 {
+    match request(args, id, action) {
+        Ok((config, entry)) => {
+            let code = exit_code(&entry);
+            if args.json {
+                let mut object = entry_json(&entry);
+                object.insert("exit_code".into(), json!(code));
+                let _ = print_line(Value::Object(object));
+            } else {
+                print_outcome(&config, &entry);
+            }
+            code
+        }
+        Err(e) => {
+            if args.json {
+                let _ = print_line(json!({
+                    "relay": id,
+                    "action": action,
+                    "outcome": "error",
+                    "state": null,
+                    "rtt_ms": null,
+                    "detail": format!("{e:#}"),
+                    "exit_code": ERROR,
+                }));
+            } else {
+                eprintln!("relayctl: {e:#}");
+            }
+            ERROR
+        }
+    }
+}
+
+/// Connects (waiting up to [`CONNECT_WAIT`] through reconnects), sends
+/// one request and returns how it ended. Every wait is bounded.
+fn request(args: &Args, id: &str, action: Action) -> anyhow::Result<(Config, AuditEntry)> {
+    let config = load_config(args)?;
+    let index = find_relay(&config, id).map_err(anyhow::Error::msg)?;
+    if action == Action::Query && config.relays[index].payload_query.is_none() {
+        anyhow::bail!(
+            "relay {id} has no payload_query in its configuration, so it cannot be asked; \
+             `relayctl status` shows its last acknowledged state"
+        );
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let ended = runtime.block_on(async {
+        let (handle, mut events) = spawn_engine(&config, args)?;
+        let warn = |message: String| eprintln!("relayctl: warning: {message}");
+        let ended = engine::request_once(
+            &handle,
+            &mut events,
+            &config,
+            index,
+            action,
+            CONNECT_WAIT,
+            warn,
+        )
+        .await;
+        handle.shutdown();
+        let within = match &ended {
+            Err(engine::OnceError::Failed(_)) => SHUTDOWN_WAIT_FAILED,
+            _ => SHUTDOWN_WAIT,
+        };
+        // Warnings may still come (a store write that failed at close).
+        events
+            .drain_for(within, |event| {
+                if let Event::Warning(message) = event {
+                    eprintln!("relayctl: warning: {message}");
+                }
+            })
+            .await;
+        Ok(ended?)
+    });
+    ended.map(|entry| (config, entry))
+}
+
+fn print_outcome(config: &Config, entry: &AuditEntry) {
+    let id = &entry.relay_id;
+    match (entry.outcome, entry.state, entry.rtt) {
+        (Outcome::Confirmed, Some(state), rtt) if other_state(entry).is_some() => {
+            let after = rtt
+                .map(|r| format!(" (answered in {})", format_rtt(r)))
+                .unwrap_or_default();
+            eprintln!(
+                "{id}: asked {}, device reports {state}{after} — the relay is {state}",
+                entry.action
+            );
+        }
+        (Outcome::Confirmed, Some(state), Some(rtt)) => {
+            let note = entry
+                .detail
+                .as_deref()
+                .map(|d| format!(" — {d}"))
+                .unwrap_or_default();
+            println!("{id} {state} (confirmed in {}){note}", format_rtt(rtt));
+        }
+        (Outcome::NoResponse, _, _) => {
+            let timeout = config
+                .relay(id)
+                .map(|r| config.timeout(r))
+                .unwrap_or_default();
+            eprintln!(
+                "{id}: no response after {:.1} s — the state is unconfirmed (is the device online and subscribed to {}?)",
+                timeout.as_secs_f64(),
+                config
+                    .relay(id)
+                    .map(|r| r.request_topic.as_str())
+                    .unwrap_or("?")
+            );
+        }
+        (Outcome::DeviceError, _, rtt) => {
+            let after = rtt
+                .map(|r| format!(" (after {})", format_rtt(r)))
+                .unwrap_or_default();
+            eprintln!(
+                "{id}: device error: {}{after}",
+                entry.detail.as_deref().unwrap_or("")
+            );
+        }
+        (outcome, _, _) => {
+            eprintln!("{id}: {outcome}: {}", entry.detail.as_deref().unwrap_or(""));
+        }
+    }
+}
+
+mod store_views;
+mod watch;
