@@ -5,7 +5,7 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{Mosquitto, TestEngine, config, devices};
+use common::{Mosquitto, Rig, TestEngine, config, devices};
 use relay_panel::engine::{ConnectionState, EngineOptions, Event};
 use relay_panel::outcome::Outcome;
 use relay_panel::protocol::{Action, RelayState};
@@ -27,11 +27,13 @@ fn last_state(events: &[Event], relay: usize) -> Option<Option<RelayState>> {
 /// switched.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn on_off_query_are_confirmed() {
-    let broker = Mosquitto::start();
-    let config = config(&broker.url(), 3);
-    let (devices, _) = devices(&config, Faults::default()).await;
-    let mut engine = TestEngine::start(&config);
-    engine.connected().await;
+    let Rig {
+        mut engine,
+        devices,
+        broker: _broker,
+        config: _config,
+        records: _records,
+    } = Rig::start(3, Faults::default(), |_| {}).await;
 
     let on = engine.request(1, Action::On).await;
     assert_eq!(
@@ -63,15 +65,17 @@ async fn on_off_query_are_confirmed() {
 /// The status goes Pending (last acknowledged kept) then Confirmed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn status_is_pending_until_the_device_answers() {
-    let broker = Mosquitto::start();
-    let config = config(&broker.url(), 1);
     let faults = Faults {
         latency: Duration::from_millis(200),
         ..Faults::default()
     };
-    let (_devices, _) = devices(&config, faults).await;
-    let mut engine = TestEngine::start(&config);
-    engine.connected().await;
+    let Rig {
+        mut engine,
+        broker: _broker,
+        config: _config,
+        devices: _devices,
+        records: _records,
+    } = Rig::start(1, faults, |_| {}).await;
     engine.handle.request(0, Action::On);
     let mut phases = Vec::new();
     loop {
@@ -129,15 +133,17 @@ async fn no_device_means_no_response() {
 /// forever; the request in flight is untouched.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_request_in_flight_per_relay() {
-    let broker = Mosquitto::start();
-    let config = config(&broker.url(), 1);
     let faults = Faults {
         latency: Duration::from_millis(300),
         ..Faults::default()
     };
-    let (_devices, mut records) = devices(&config, faults).await;
-    let mut engine = TestEngine::start(&config);
-    engine.connected().await;
+    let Rig {
+        mut engine,
+        mut records,
+        broker: _broker,
+        config: _config,
+        devices: _devices,
+    } = Rig::start(1, faults, |_| {}).await;
     engine.handle.request(0, Action::On);
     engine.handle.request(0, Action::Off);
     let busy = engine.finished(0, Duration::from_millis(200)).await;
@@ -168,16 +174,20 @@ async fn one_request_in_flight_per_relay() {
 /// Wrong correlation data is ignored: the request times out unconfirmed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wrong_correlation_is_ignored() {
-    let broker = Mosquitto::start();
-    let mut config = config(&broker.url(), 1);
-    config.relays[0].timeout_ms = Some(300);
     let faults = Faults {
         wrong_correlation: 1.0,
         ..Faults::default()
     };
-    let (devices, mut records) = devices(&config, faults).await;
-    let mut engine = TestEngine::start(&config);
-    engine.connected().await;
+    let Rig {
+        mut engine,
+        devices,
+        mut records,
+        broker: _broker,
+        config: _config,
+    } = Rig::start(1, faults, |config| {
+        config.relays[0].timeout_ms = Some(300);
+    })
+    .await;
     let entry = engine.request(0, Action::On).await;
     assert_eq!(entry.outcome, Outcome::NoResponse);
     assert_eq!(
@@ -200,15 +210,17 @@ async fn wrong_correlation_is_ignored() {
 /// A duplicated answer confirms once; the copy changes nothing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn duplicate_answers_count_once() {
-    let broker = Mosquitto::start();
-    let config = config(&broker.url(), 1);
     let faults = Faults {
         duplicate: 1.0,
         ..Faults::default()
     };
-    let (_devices, _) = devices(&config, faults).await;
-    let mut engine = TestEngine::start(&config);
-    engine.connected().await;
+    let Rig {
+        mut engine,
+        broker: _broker,
+        config: _config,
+        devices: _devices,
+        records: _records,
+    } = Rig::start(1, faults, |_| {}).await;
     let entry = engine.request(0, Action::On).await;
     assert_eq!(entry.outcome, Outcome::Confirmed);
     let after = engine.drain(SHORT).await;
@@ -269,15 +281,17 @@ async fn garbage_answers_change_no_state() {
 /// A device that always fails reports its text.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn device_error_text_is_reported() {
-    let broker = Mosquitto::start();
-    let config = config(&broker.url(), 2);
     let faults = Faults {
         fail: ["r1".to_owned()].into_iter().collect(),
         ..Faults::default()
     };
-    let (_devices, _) = devices(&config, faults).await;
-    let mut engine = TestEngine::start(&config);
-    engine.connected().await;
+    let Rig {
+        mut engine,
+        broker: _broker,
+        config: _config,
+        devices: _devices,
+        records: _records,
+    } = Rig::start(2, faults, |_| {}).await;
     let entry = engine.request(1, Action::On).await;
     assert_eq!(entry.outcome, Outcome::DeviceError);
     assert_eq!(entry.detail.as_deref(), Some(FAIL_TEXT));
@@ -404,16 +418,20 @@ async fn request_in_flight_at_a_drop_is_never_confirmed() {
 /// marked late, without ending a newer request.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn late_answer_is_marked_late() {
-    let broker = Mosquitto::start();
-    let mut config = config(&broker.url(), 1);
-    config.relays[0].timeout_ms = Some(150);
     let faults = Faults {
         latency: Duration::from_millis(500),
         ..Faults::default()
     };
-    let (_devices, _) = devices(&config, faults).await;
-    let mut engine = TestEngine::start(&config);
-    engine.connected().await;
+    let Rig {
+        mut engine,
+        broker: _broker,
+        config: _config,
+        devices: _devices,
+        records: _records,
+    } = Rig::start(1, faults, |config| {
+        config.relays[0].timeout_ms = Some(150);
+    })
+    .await;
     let entry = engine.request(0, Action::On).await;
     assert_eq!(entry.outcome, Outcome::NoResponse);
     loop {

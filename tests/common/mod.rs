@@ -378,3 +378,41 @@ impl Drop for Amqtt {
         let _ = self.child.wait();
     }
 }
+
+/// The set-up most engine tests share: a Mosquitto, a configuration of
+/// `relays` relays, simulated devices with `faults` (subscribed) and an
+/// engine with no store (connected). Destructure it binding every field
+/// (`broker: _broker`, not `..`): a field left out is dropped at once, and
+/// a dropped broker is a stopped broker.
+pub struct Rig {
+    /// The broker (killed when the rig is dropped).
+    pub broker: Mosquitto,
+    /// The configuration the devices and the engine use.
+    pub config: Config,
+    /// The simulated devices.
+    pub devices: SimHandle,
+    /// What the devices did with each request.
+    pub records: mpsc::UnboundedReceiver<SimRecord>,
+    /// The engine under test, connected and subscribed.
+    pub engine: TestEngine,
+}
+
+impl Rig {
+    /// Starts everything; `adjust` may change the configuration first
+    /// (timeouts, payloads).
+    pub async fn start(relays: usize, faults: Faults, adjust: impl FnOnce(&mut Config)) -> Rig {
+        let broker = Mosquitto::start();
+        let mut config = config(&broker.url(), relays);
+        adjust(&mut config);
+        let (devices, records) = devices(&config, faults).await;
+        let mut engine = TestEngine::start(&config);
+        engine.connected().await;
+        Rig {
+            broker,
+            config,
+            devices,
+            records,
+            engine,
+        }
+    }
+}
