@@ -4,6 +4,9 @@
 //! demo and the tests.
 //!
 //! One MQTT client serves all relays (one subscription per request topic).
+//!
+//! (Over 400 lines: a device's handling of one request, every fault in one
+//! place, reads best whole.)
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};

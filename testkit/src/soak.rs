@@ -5,18 +5,23 @@
 //! against what the simulated device really did (`relay-soak`, and
 //! the short versions in `relay-panel`'s `tests/soak.rs`).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::mosquitto::LocalMosquitto;
+
+mod report;
+mod truth;
+
 use relay_panel::config::{Config, RelayConfig};
 use relay_panel::engine::{self, ConnectionState, EngineOptions, Event, sleep_until};
 use relay_panel::outcome::Outcome;
 use relay_panel::protocol::{Action, RelayState};
-use relay_panel::relay::RelayStatus;
 use relay_panel::sim::{self, Faults, SimOptions, SimRecord, SimReply};
 use relay_panel::store::AuditEntry;
+pub use report::SoakReport;
+use truth::Truth;
 
 /// What to run.
 #[derive(Debug, Clone)]
@@ -62,125 +67,6 @@ impl SoakOptions {
             outage_length: Duration::from_millis(300),
             min_uptime: Duration::from_millis(1500),
         }
-    }
-}
-
-/// What happened.
-#[derive(Debug, Default, Clone)]
-pub struct SoakReport {
-    /// Requests published.
-    pub requests: usize,
-    /// Wall time.
-    pub elapsed: Duration,
-    /// How requests ended: confirmed, no response, device error, connection lost.
-    pub outcomes: BTreeMap<Outcome, usize>,
-    /// Answers after their request had ended: late confirmed, late device error.
-    pub late: BTreeMap<Outcome, usize>,
-    /// Requests refused because the broker was down (not counted in `requests`).
-    pub not_sent: usize,
-    /// What the devices did: answered, dropped, duplicated, garbage, wrong correlation.
-    pub device: BTreeMap<&'static str, usize>,
-    /// Confirmations that no device gave (must be 0).
-    pub false_confirmations: usize,
-    /// Descriptions of the first few false confirmations.
-    pub false_examples: Vec<String>,
-    /// Requests that ended later than timeout + 1 s after being sent, or never (must be 0).
-    pub overdue: usize,
-    /// Broker outages injected.
-    pub outages: usize,
-    /// Time from each broker restart to the engine being connected again.
-    pub reconnects: Vec<Duration>,
-    /// Answers with a state after which the shown state was checked
-    /// against the newest-requested answer.
-    pub order_checked: usize,
-    /// Of those, times the engine showed the answer to an older request
-    /// over a newer one's (must be 0).
-    pub order_violations: usize,
-    /// Descriptions of the first few.
-    pub order_examples: Vec<String>,
-    /// Relays whose last request got an answer with a state, once quiet:
-    /// their last acknowledged state is checked against the device's.
-    pub final_checked: usize,
-    /// Of those, relays whose last acknowledged state differs from the
-    /// state the simulated device really ended in (must be 0).
-    pub final_mismatches: usize,
-    /// Descriptions of the first few mismatches.
-    pub final_examples: Vec<String>,
-}
-
-impl SoakReport {
-    /// Whether every check held.
-    pub fn passed(&self) -> bool {
-        self.false_confirmations == 0
-            && self.final_mismatches == 0
-            && self.order_violations == 0
-            && self.overdue == 0
-            && self.reconnects.len() == self.outages
-            && self.reconnects.iter().all(|d| *d <= Duration::from_secs(2))
-    }
-
-    /// A human-readable table.
-    pub fn render(&self) -> String {
-        let mut out = String::new();
-        let rate = self.requests as f64 / self.elapsed.as_secs_f64().max(1e-9);
-        out.push_str(&format!(
-            "requests published: {} in {:.1} s ({rate:.0}/s)\n",
-            self.requests,
-            self.elapsed.as_secs_f64()
-        ));
-        for (outcome, n) in &self.outcomes {
-            out.push_str(&format!("  {outcome:<16} {n}\n"));
-        }
-        for (outcome, n) in &self.late {
-            out.push_str(&format!(
-                "  {outcome:<16} {n} (answers after their request ended)\n"
-            ));
-        }
-        out.push_str(&format!("  not sent (broker down) {}\n", self.not_sent));
-        out.push_str("devices did:\n");
-        for (what, n) in &self.device {
-            out.push_str(&format!("  {what:<18} {n}\n"));
-        }
-        if self.outages > 0 {
-            let worst = self.reconnects.iter().max().copied().unwrap_or_default();
-            out.push_str(&format!(
-                "broker outages: {} injected, {} recovered, slowest reconnect {:.0} ms after the broker returned\n",
-                self.outages,
-                self.reconnects.len(),
-                worst.as_secs_f64() * 1000.0
-            ));
-        }
-        out.push_str(&format!(
-            "false confirmations: {}\n",
-            self.false_confirmations
-        ));
-        for example in &self.false_examples {
-            out.push_str(&format!("  {example}\n"));
-        }
-        out.push_str(&format!(
-            "shown state not the newest-requested answer: {} of {} answers checked\n",
-            self.order_violations, self.order_checked
-        ));
-        for example in &self.order_examples {
-            out.push_str(&format!("  {example}\n"));
-        }
-        out.push_str(&format!(
-            "last acknowledged state differs from the device's, once quiet: {} of {} relays checked\n",
-            self.final_mismatches, self.final_checked
-        ));
-        for example in &self.final_examples {
-            out.push_str(&format!("  {example}\n"));
-        }
-        out.push_str(&format!(
-            "requests pending past their timeout: {}\n",
-            self.overdue
-        ));
-        out.push_str(if self.passed() {
-            "PASSED\n"
-        } else {
-            "FAILED\n"
-        });
-        out
     }
 }
 
@@ -466,87 +352,6 @@ fn note_late(
     truth.late(relay, &entry, report);
     if entry.state.is_some() {
         confirmations.push((relay, entry));
-    }
-}
-
-/// What the engine should show, from what the devices answered: per
-/// relay, the answer to the *latest-requested* answered request (answers
-/// overtake each other; arrival order means nothing).
-struct Truth {
-    /// Sequence number of each ended request, by correlation (hex); per
-    /// relay, requests end in the order they were sent.
-    sequence: HashMap<String, u64>,
-    /// Next sequence number, per relay.
-    next: Vec<u64>,
-    /// The newest answered request's number and state, per relay.
-    newest: Vec<Option<(u64, RelayState)>>,
-    /// The last acknowledged state the engine shows, per relay.
-    shown: Vec<Option<RelayState>>,
-    /// The number of the last request that ended, per relay.
-    last: Vec<Option<u64>>,
-}
-
-impl Truth {
-    fn new(relays: usize) -> Self {
-        Truth {
-            sequence: HashMap::new(),
-            next: vec![0; relays],
-            newest: vec![None; relays],
-            shown: vec![None; relays],
-            last: vec![None; relays],
-        }
-    }
-
-    fn status(&mut self, relay: usize, status: &RelayStatus) {
-        self.shown[relay] = status.last_acknowledged.map(|a| a.state);
-    }
-
-    /// A request ended (its status event came just before).
-    fn ended(&mut self, relay: usize, entry: &AuditEntry, report: &mut SoakReport) {
-        let Some(correlation) = &entry.correlation else {
-            return;
-        };
-        let number = self.next[relay];
-        self.next[relay] += 1;
-        self.sequence.insert(correlation.clone(), number);
-        self.last[relay] = Some(number);
-        self.answered(relay, number, entry, report);
-    }
-
-    /// A late answer (its status event, if any, came just before).
-    fn late(&mut self, relay: usize, entry: &AuditEntry, report: &mut SoakReport) {
-        let number = entry
-            .correlation
-            .as_ref()
-            .and_then(|c| self.sequence.get(c).copied());
-        if let Some(number) = number {
-            self.answered(relay, number, entry, report);
-        }
-    }
-
-    fn answered(&mut self, relay: usize, number: u64, entry: &AuditEntry, report: &mut SoakReport) {
-        let Some(state) = entry.state else {
-            return;
-        };
-        if self.newest[relay].is_none_or(|(n, _)| number >= n) {
-            self.newest[relay] = Some((number, state));
-        }
-        report.order_checked += 1;
-        let expected = self.newest[relay].map(|(_, s)| s);
-        if self.shown[relay] != expected {
-            report.order_violations += 1;
-            if report.order_examples.len() < 5 {
-                report.order_examples.push(format!(
-                    "{}: shows {:?} after an answer to request #{number}, but the newest answered request says {expected:?}",
-                    entry.relay_id, self.shown[relay]
-                ));
-            }
-        }
-    }
-
-    /// Whether the relay's last request got an answer with a state.
-    fn last_request_answered(&self, relay: usize) -> bool {
-        self.last[relay].is_some() && self.last[relay] == self.newest[relay].map(|(n, _)| n)
     }
 }
 
