@@ -1,5 +1,5 @@
 //! A Mosquitto broker run as a child process on a free loopback port: for
-//! the tests, the benchmarks and `relayctl soak` (which kills and restarts
+//! the tests, the benchmarks and `relay-soak` (which kills and restarts
 //! it to simulate outages). Needs the `mosquitto` package.
 
 use std::io;
