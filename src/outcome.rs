@@ -169,6 +169,9 @@ mod tests {
             assert_eq!(outcome.evidence(), evidence, "{outcome}");
         }
         assert_eq!(Evidence::Correlated.code(), "correlated");
+        // Display is the code, and honours widths (the soak's table).
+        assert_eq!(Outcome::NoResponse.to_string(), "no response");
+        assert_eq!(format!("[{:<8}]", Outcome::Busy), "[busy    ]");
         assert_eq!(
             serde_json::to_string(&Outcome::Refused).unwrap(),
             "\"refused by broker\""

@@ -337,6 +337,13 @@ mod tests {
                 "{what}"
             );
             assert_eq!(ended.ack.is_some(), case.stored, "{what}");
+            // A current answer always ends the pending phase; a late one
+            // changes the status only when it is taken.
+            assert_eq!(
+                ended.status_changed,
+                !case.late || case.stored,
+                "{what}: status event"
+            );
             assert_eq!(ended.entry.detail.as_deref(), case.detail, "{what}");
             assert_eq!(ended.entry.relay_id, "pump-1", "{what}");
             assert_eq!(ended.entry.operator, "tech", "{what}");
