@@ -157,16 +157,25 @@ pub fn parse_reply(payload: &[u8], relay: &RelayConfig) -> Reply {
     }
 }
 
-/// Turns arbitrary device bytes into one short printable line: invalid
-/// UTF-8 and control characters replaced, at most [`MAX_DEVICE_TEXT`] chars.
+/// Turns arbitrary device bytes into one short printable line: line
+/// breaks and tabs become one space (a device's message over several lines
+/// reads as one), invalid UTF-8 and other control characters are replaced,
+/// at most [`MAX_DEVICE_TEXT`] chars.
 pub fn sanitise_device_text(payload: &[u8]) -> String {
     let head = &payload[..payload.len().min(MAX_DEVICE_TEXT * 4)];
     let text = String::from_utf8_lossy(head);
-    let mut out: String = text
-        .chars()
-        .map(|c| if c.is_control() { '\u{FFFD}' } else { c })
-        .take(MAX_DEVICE_TEXT)
-        .collect();
+    let mut out = String::new();
+    for c in text.chars().take(MAX_DEVICE_TEXT) {
+        if c.is_whitespace() {
+            if !out.ends_with(' ') {
+                out.push(' ');
+            }
+        } else if c.is_control() {
+            out.push('\u{FFFD}');
+        } else {
+            out.push(c);
+        }
+    }
     if out.trim().is_empty() {
         out = if payload.is_empty() {
             "(empty answer)".to_owned()
@@ -227,7 +236,11 @@ mod tests {
             (b"coil fault", Reply::DeviceError("coil fault".into())),
             (b"", Reply::DeviceError("(empty answer)".into())),
             (b"\xff\xfe", Reply::DeviceError("\u{FFFD}\u{FFFD}".into())),
-            (b"a\nb", Reply::DeviceError("a\u{FFFD}b".into())),
+            (b"a\nb", Reply::DeviceError("a b".into())),
+            (
+                b"overheated\r\n\tcode 7",
+                Reply::DeviceError("overheated code 7".into()),
+            ),
             (b"\x00\x01", Reply::DeviceError("\u{FFFD}\u{FFFD}".into())),
         ];
         for (payload, expected) in cases {

@@ -3,6 +3,8 @@
 //! ```text
 //! Idle ──request──▶ Pending{requested, since} ──answer──▶ Confirmed{state, at, rtt}
 //!                          │                   ──error/timeout/lost──▶ Failed{reason, at}
+//!                                                                        │
+//!                                          late answer to that request ──▶ Late{answer, at, late_by}
 //! ```
 //! Alongside the phase, `last_acknowledged` holds the last state a device
 //! confirmed. It changes only on a confirmation (current, or late when it
@@ -18,7 +20,7 @@ use std::time::{Duration, SystemTime};
 
 use crate::outcome::Outcome;
 use crate::pending::AlreadyPending;
-use crate::protocol::{Action, RelayState};
+use crate::protocol::{Action, CorrelationId, RelayState};
 
 /// A state some device confirmed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -122,7 +124,56 @@ pub enum Phase {
         reason: Failure,
         /// When.
         at: SystemTime,
+        /// The request's correlation id (none when it never got one), so
+        /// that a late answer to it replaces the failure.
+        request: Option<CorrelationId>,
     },
+    /// The last request had failed, then its answer came after all: the
+    /// failure text would no longer be true.
+    Late {
+        /// What the device answered.
+        answer: LateAnswer,
+        /// When the answer arrived.
+        at: SystemTime,
+        /// How long after the request had ended.
+        late_by: Duration,
+    },
+}
+
+/// What a late answer said.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LateAnswer {
+    /// A state.
+    State(RelayState),
+    /// A device error, with its text.
+    DeviceError(String),
+}
+
+impl fmt::Display for Phase {
+    /// The row's status text for phases that have one ("" for idle;
+    /// pending shows a countdown, which needs the time: see the list view).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Phase::Idle | Phase::Pending { .. } => Ok(()),
+            Phase::Confirmed { rtt, .. } => write!(f, "confirmed in {}", format_rtt(*rtt)),
+            Phase::Failed { reason, .. } => write!(f, "{reason}"),
+            Phase::Late {
+                answer, late_by, ..
+            } => {
+                let late_by = format!("{:.1} s", late_by.as_secs_f64());
+                match answer {
+                    LateAnswer::State(state) => write!(
+                        f,
+                        "answered {} {late_by} late",
+                        state.as_str().to_uppercase()
+                    ),
+                    LateAnswer::DeviceError(text) => {
+                        write!(f, "answered {late_by} late: device error: {text}")
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// Everything the panel knows about one relay.
@@ -190,24 +241,54 @@ impl RelayStatus {
         self.acknowledge(state, requested, at, rtt, false)
     }
 
-    /// The request in flight ended without confirmation; the last
-    /// acknowledged state stays.
-    pub fn fail(&mut self, reason: Failure, at: SystemTime) {
-        self.phase = Phase::Failed { reason, at };
+    /// The request in flight (correlation id `request`) ended without
+    /// confirmation; the last acknowledged state stays.
+    pub fn fail(&mut self, reason: Failure, at: SystemTime, request: Option<CorrelationId>) {
+        self.phase = Phase::Failed {
+            reason,
+            at,
+            request,
+        };
     }
 
-    /// A device answered a request (sent at `requested`) that had already
-    /// ended. It is the device's own report, so it becomes the last
-    /// acknowledged state — unless a newer-requested acknowledgement is
-    /// known. Returns whether it was taken.
+    /// A device answered a request (sent at `requested`, correlation id
+    /// `request`) that had already ended. It is the device's own report, so
+    /// it becomes the last acknowledged state — unless a newer-requested
+    /// acknowledgement is known. Returns whether it was taken.
     pub fn late(
         &mut self,
         state: RelayState,
         requested: SystemTime,
         at: SystemTime,
         rtt: Duration,
+        request: Option<CorrelationId>,
     ) -> bool {
+        self.answered_late(LateAnswer::State(state), request, at);
         self.acknowledge(state, requested, at, rtt, true)
+    }
+
+    /// A late answer to `request` arrived at `at`. When the phase shows
+    /// that very request's failure, it shows the answer instead; a failure
+    /// of a newer request, or a request in flight, stays as it is.
+    pub fn answered_late(
+        &mut self,
+        answer: LateAnswer,
+        request: Option<CorrelationId>,
+        at: SystemTime,
+    ) {
+        if let Phase::Failed {
+            at: ended,
+            request: Some(failed),
+            ..
+        } = self.phase
+            && request == Some(failed)
+        {
+            self.phase = Phase::Late {
+                answer,
+                at,
+                late_by: at.duration_since(ended).unwrap_or_default(),
+            };
+        }
     }
 
     /// Whether an answer to a request sent at `requested` is newer than
@@ -416,9 +497,9 @@ mod tests {
                     Step::Confirm(state, requested, ms) => {
                         relay.confirm(state, t(requested), t(ms), Duration::from_millis(1));
                     }
-                    Step::Fail(reason, ms) => relay.fail(reason, t(ms)),
+                    Step::Fail(reason, ms) => relay.fail(reason, t(ms), None),
                     Step::Late(state, requested, ms, taken) => assert_eq!(
-                        relay.late(state, t(requested), t(ms), Duration::from_millis(1)),
+                        relay.late(state, t(requested), t(ms), Duration::from_millis(1), None),
                         taken,
                         "case {index}"
                     ),
@@ -430,6 +511,53 @@ mod tests {
                 "case {index}"
             );
         }
+    }
+
+    /// A late answer replaces the failure of its own request, and only
+    /// that: a newer request's failure or a request in flight stays.
+    #[test]
+    fn late_answer_replaces_its_own_failure_only() {
+        let a = Some(CorrelationId([1; 16]));
+        let b = Some(CorrelationId([2; 16]));
+        let mut relay = RelayStatus::default();
+        relay.begin(Action::Off, t(0), TIMEOUT).unwrap();
+        relay.fail(Failure::ConnectionLost, t(1000), a);
+        relay.late(
+            RelayState::Off,
+            t(0),
+            t(3100),
+            Duration::from_millis(3100),
+            a,
+        );
+        assert_eq!(
+            relay.phase,
+            Phase::Late {
+                answer: LateAnswer::State(RelayState::Off),
+                at: t(3100),
+                late_by: Duration::from_millis(2100),
+            }
+        );
+        assert_eq!(relay.phase.to_string(), "answered OFF 2.1 s late");
+
+        // B failed after A: A's late answer leaves B's failure shown.
+        relay.begin(Action::On, t(4000), TIMEOUT).unwrap();
+        relay.fail(Failure::NoResponse { after: TIMEOUT }, t(7000), b);
+        relay.answered_late(LateAnswer::DeviceError("x".into()), a, t(7100));
+        assert!(matches!(relay.phase, Phase::Failed { request, .. } if request == b));
+        relay.answered_late(LateAnswer::DeviceError("coil".into()), b, t(7500));
+        assert_eq!(
+            relay.phase.to_string(),
+            "answered 0.5 s late: device error: coil"
+        );
+
+        // A request in flight is never replaced.
+        relay.begin(Action::On, t(8000), TIMEOUT).unwrap();
+        relay.answered_late(LateAnswer::State(RelayState::On), b, t(8100));
+        assert!(relay.is_pending());
+        // Nor is a failure without a correlation id.
+        relay.fail(Failure::NotSent { reason: "x".into() }, t(8200), None);
+        relay.answered_late(LateAnswer::State(RelayState::On), None, t(8300));
+        assert!(matches!(relay.phase, Phase::Failed { .. }));
     }
 
     /// A restored state stays until replaced and is marked as restored.
@@ -446,7 +574,7 @@ mod tests {
         let mut relay = RelayStatus::restored(ack);
         assert!(relay.last_acknowledged.unwrap().restored);
         relay.begin(Action::Query, t(10), TIMEOUT).unwrap();
-        relay.fail(Failure::NoResponse { after: TIMEOUT }, t(3010));
+        relay.fail(Failure::NoResponse { after: TIMEOUT }, t(3010), None);
         assert!(relay.last_acknowledged.unwrap().restored);
         relay.begin(Action::Query, t(4000), TIMEOUT).unwrap();
         relay.confirm(RelayState::Off, t(4000), t(4001), Duration::from_millis(1));

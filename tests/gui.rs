@@ -280,7 +280,7 @@ fn group_action_asks_then_reports() {
     connected(&mut h);
     h.get_all_by_label("All on").next().unwrap().click();
     frames(&mut h);
-    assert!(has_text(&h, "Switch all 2 relays in Even ON?"));
+    assert!(has_text(&h, "Switch 2 relays in Even ON?"));
     // Nothing switched before the answer.
     assert_eq!(devices.state("r0"), Some(RelayState::Off));
     h.get_by_label("Switch 2 on").click();
@@ -448,6 +448,7 @@ fn snapshot_panel(rig: &mut GuiRig) -> Panel {
                 after: Duration::from_secs(3),
             },
             at: now,
+            request: None,
         },
         last_acknowledged: ack(RelayState::Off, 7200, 1900),
     };
@@ -666,4 +667,294 @@ fn app_is_woken_by_its_jobs_and_engine() {
     h.get_by_label("On").click();
     wait_for(&mut h, "confirmed", |h| has_text(h, "confirmed in"));
     assert_eq!(rig.devices().state("r0"), Some(RelayState::On));
+}
+
+/// The log shown is the store's log, once: saving settings (which starts
+/// a new engine when the broker settings change) and Retry never show the
+/// entries twice, and Export CSV writes each once.
+#[test]
+fn activity_log_is_shown_once_after_saves() {
+    let mut rig = GuiRig::start(2, Some(Faults::default()));
+    let mut h = rig.panel();
+    connected(&mut h);
+    for (n, label) in ["On", "Off", "On"].into_iter().enumerate() {
+        h.get_all_by_label(label).next().unwrap().click();
+        wait_for(&mut h, "answered", |h| h.state().model.audit.len() == n + 1);
+    }
+    wait_for(&mut h, "three entries", |h| has_text(h, "3 entries"));
+    for timeout in [2500, 2600] {
+        h.get_by_label("Settings").click();
+        frames(&mut h);
+        h.state_mut()
+            .settings
+            .as_mut()
+            .unwrap()
+            .config
+            .broker
+            .request_timeout_ms = timeout;
+        h.get_by_label("Save").click();
+        wait_for(&mut h, "saved", |h| h.state().settings.is_none());
+        assert!(has_text(&h, "Saved "));
+        connected(&mut h);
+        // The new engine's history has arrived once it says connected…
+        frames(&mut h);
+        assert_eq!(h.state().model.audit.len(), 3, "after a save");
+        assert!(has_text(&h, "3 entries"));
+    }
+    h.state().crash_engine_for_test();
+    wait_for(&mut h, "crash shown", |h| has_text(h, "internal error"));
+    h.get_by_label("Retry").click();
+    connected(&mut h);
+    frames(&mut h);
+    assert_eq!(h.state().model.audit.len(), 3, "after Retry");
+}
+
+/// A group action acts on what its heading counts: the filter's hidden
+/// relays are left alone (and the dialog says so), a `confirm = true`
+/// relay is named and switched only when ticked.
+#[test]
+fn group_action_switches_only_what_it_shows() {
+    let mut rig = GuiRig::start_with(6, Some(Faults::default()), |config| {
+        config.relays[4].confirm = true;
+    });
+    let mut h = rig.panel();
+    connected(&mut h);
+    // The filter shows one relay of Even: r0.
+    h.state_mut().filter = "Relay 0".into();
+    frames(&mut h);
+    assert!(has_text(&h, "Even (1)"));
+    h.get_by_label("All on").click();
+    frames(&mut h);
+    assert!(has_text(&h, "Switch 1 relay in Even ON?"));
+    assert!(has_text(&h, "Left alone: 2 hidden by the filter."));
+    h.get_by_label("Switch 1 on").click();
+    wait_for(&mut h, "summary", |h| has_text(h, "done — 1 / 1 confirmed"));
+    assert_eq!(rig.devices().state("r0"), Some(RelayState::On));
+    let off = Some(RelayState::Off);
+    assert_eq!(rig.devices().state("r2"), off, "hidden by the filter");
+    assert_eq!(rig.devices().state("r4"), off, "hidden by the filter");
+
+    // Unfiltered: r4 asks first, and is left alone unless ticked.
+    h.state_mut().filter.clear();
+    frames(&mut h);
+    h.get_all_by_label("All on").next().unwrap().click();
+    frames(&mut h);
+    assert!(has_text(&h, "Switch 2 relays in Even ON?"));
+    assert!(has_text(
+        &h,
+        "This relay asks before every switch: Relay 4."
+    ));
+    h.get_by_label("Switch 2 on").click();
+    wait_for(&mut h, "summary", |h| has_text(h, "done — 2 / 2 confirmed"));
+    assert_eq!(rig.devices().state("r2"), Some(RelayState::On));
+    assert_eq!(rig.devices().state("r4"), off, "confirm = true, not ticked");
+
+    h.get_all_by_label("All on").next().unwrap().click();
+    frames(&mut h);
+    h.get_by_label("Also switch it ON").click();
+    frames(&mut h);
+    h.get_by_label("Switch 3 on").click();
+    wait_for(&mut h, "summary", |h| has_text(h, "done — 3 / 3 confirmed"));
+    assert_eq!(rig.devices().state("r4"), Some(RelayState::On));
+    assert_eq!(
+        rig.devices().state("r1"),
+        off,
+        "the other group is untouched"
+    );
+}
+
+/// "All off" while a request is in flight: the dialog's count is what is
+/// sent and counted, even when that request has ended before the
+/// technician clicks.
+#[test]
+fn group_action_sends_what_the_dialog_promised() {
+    let faults = Faults {
+        latency: Duration::from_millis(700),
+        ..Faults::default()
+    };
+    let mut rig = GuiRig::start(6, Some(faults));
+    let mut h = rig.panel();
+    connected(&mut h);
+    h.get_all_by_label("On").next().unwrap().click();
+    wait_for(&mut h, "pending", |h| {
+        h.state().model.statuses[0].is_pending()
+    });
+    h.get_all_by_label("All off").next().unwrap().click();
+    frames(&mut h);
+    assert!(has_text(&h, "Switch 2 relays in Even OFF?"));
+    assert!(has_text(&h, "Left alone: 1 with a request in flight."));
+    // The request in flight ends before the click.
+    wait_for(&mut h, "r0 confirmed", |h| {
+        h.state().model.statuses[0].last_acknowledged.is_some()
+    });
+    h.get_by_label("Switch 2 off").click();
+    wait_for(&mut h, "summary", |h| has_text(h, "done — 2 / 2 confirmed"));
+    assert_eq!(
+        rig.devices().state("r0"),
+        Some(RelayState::On),
+        "left alone, as the dialog said"
+    );
+}
+
+/// Enter presses a dialog's default button; Escape cancels.
+#[test]
+fn enter_confirms_and_escape_cancels_a_dialog() {
+    let mut rig = GuiRig::start_with(1, Some(Faults::default()), |config| {
+        config.relays[0].confirm = true;
+    });
+    let mut h = rig.panel();
+    connected(&mut h);
+    h.get_by_label("On").click();
+    frames(&mut h);
+    assert!(has_text(&h, "Switch Relay 0 (r0) ON?"));
+    h.key_press(egui::Key::Escape);
+    frames(&mut h);
+    assert!(h.state().confirmation.is_none());
+    assert!(!has_text(&h, "Switch Relay 0 (r0) ON?"));
+    h.get_by_label("On").click();
+    frames(&mut h);
+    h.key_press(egui::Key::Enter);
+    frames(&mut h);
+    assert!(h.state().confirmation.is_none());
+    wait_for(&mut h, "confirmed", |h| has_text(h, "confirmed in"));
+    assert_eq!(rig.devices().state("r0"), Some(RelayState::On));
+}
+
+/// A late answer replaces the row's failure text with what happened.
+#[test]
+fn late_answer_replaces_the_failure_text() {
+    let faults = Faults {
+        latency: Duration::from_millis(1200),
+        ..Faults::default()
+    };
+    let mut rig = GuiRig::start_with(1, Some(faults), |config| {
+        config.relays[0].timeout_ms = Some(400);
+    });
+    let mut h = rig.panel();
+    connected(&mut h);
+    h.get_by_label("On").click();
+    wait_for(&mut h, "no response", |h| {
+        has_text(h, "no response after 0.4 s")
+    });
+    wait_for(&mut h, "late answer", |h| has_text(h, "answered ON"));
+    assert!(has_text(&h, "s late"));
+    assert!(
+        !has_text(&h, "no response after"),
+        "the old failure is gone"
+    );
+    assert_eq!(badge(&h), "ON");
+}
+
+/// An audit entry for relay `relay` with this outcome and detail.
+fn entry(relay: &str, detail: Option<&str>) -> relay_panel::store::AuditEntry {
+    relay_panel::store::AuditEntry {
+        at: std::time::SystemTime::now(),
+        relay_id: relay.to_owned(),
+        action: relay_panel::protocol::Action::On,
+        outcome: relay_panel::outcome::Outcome::DeviceError,
+        state: None,
+        rtt: Some(Duration::from_millis(3)),
+        detail: detail.map(str::to_owned),
+        operator: "ana".to_owned(),
+        correlation: None,
+    }
+}
+
+/// The activity filter matches the names it shows, counts what it shows
+/// and exports what it shows; a long detail never pushes the operator off
+/// the window.
+#[test]
+fn activity_filter_matches_counts_and_exports_what_is_shown() {
+    let mut rig = GuiRig::offline(3, |config| config.relays[1].name = "Boiler feed".into());
+    let mut h = rig.panel();
+    h.step();
+    let long = "coil temperature above limit ".repeat(12);
+    for (relay, detail) in [("r0", None), ("r1", Some(long.as_str())), ("r2", None)] {
+        h.state_mut().model.apply(relay_panel::engine::Event::Late {
+            relay: 0,
+            entry: entry(relay, detail),
+        });
+    }
+    frames(&mut h);
+    assert!(has_text(&h, "3 entries"));
+    let operator = h
+        .get_all_by_label("by ana")
+        .map(|n| n.rect())
+        .collect::<Vec<_>>();
+    assert_eq!(operator.len(), 3);
+    for rect in operator {
+        assert!(
+            rect.right() <= 1100.0,
+            "operator column on screen: {rect:?}"
+        );
+    }
+    // By the name shown (the entry holds the id r1).
+    h.state_mut().activity_filter = "boiler".into();
+    frames(&mut h);
+    assert!(has_text(&h, "1 of 3 entries"));
+    assert_eq!(h.get_all_by_label("by ana").count(), 1);
+    h.get_by_label("Export CSV (1 shown)").click();
+    wait_for(&mut h, "exported", |h| {
+        has_text(h, "Audit log exported to ")
+    });
+    let notice = h.state().notice.clone().unwrap().0;
+    let path = notice
+        .trim_start_matches("Audit log exported to ")
+        .to_owned();
+    let csv = std::fs::read_to_string(&path).unwrap();
+    std::fs::remove_file(&path).unwrap();
+    assert_eq!(
+        csv.lines().count(),
+        2,
+        "header and the one entry shown:\n{csv}"
+    );
+    assert!(csv.contains(",r1,"));
+}
+
+/// Edits made to the file by hand while the panel runs are noticed and
+/// run; a broken one is refused with its reason while the panel keeps
+/// running; Settings never overwrites an edit it did not show.
+#[test]
+fn hand_edits_are_reloaded_and_never_overwritten() {
+    let mut rig = GuiRig::offline(2, |_| {});
+    let path = rig.config_path();
+    let mut h = rig.panel();
+    h.step();
+    // The watch reads the file once to start with: give it that moment.
+    std::thread::sleep(Duration::from_millis(300));
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(&path, text.replace("Relay 1", "Hand edited")).unwrap();
+    wait_for(&mut h, "reloaded", |h| has_text(h, "changed on disk: reloaded"));
+    wait_for(&mut h, "new name listed", |h| has_text(h, "Hand edited"));
+
+    // Settings open on that version; the file changes again underneath.
+    h.get_by_label("Settings").click();
+    frames(&mut h);
+    let text = std::fs::read_to_string(&path).unwrap();
+    let edited = text.replace("[broker]\n", "[broker]\nclient_id = \"desk-7\"\n");
+    assert_ne!(edited, text);
+    std::fs::write(&path, &edited).unwrap();
+    h.state_mut().settings.as_mut().unwrap().config.relays[0].name = "From Settings".into();
+    h.get_by_label("Save").click();
+    wait_for(&mut h, "refused", |h| {
+        has_text(h, "was changed by another program")
+    });
+    assert_eq!(
+        std::fs::read_to_string(&path).unwrap(),
+        edited,
+        "the hand edit is kept"
+    );
+    wait_for(&mut h, "client id reloaded", |h| {
+        h.state().model.config.broker.client_id.as_deref() == Some("desk-7")
+    });
+
+    // A broken edit: said so, and the panel keeps what it runs.
+    h.get_by_label("Cancel").click();
+    frames(&mut h);
+    std::fs::write(&path, "[broker\nurl = ").unwrap();
+    wait_for(&mut h, "broken edit shown", |h| {
+        has_text(h, "changed on disk but cannot be used")
+    });
+    assert!(has_text(&h, "Hand edited"));
+    assert_eq!(h.state().model.config.relays.len(), 2);
 }

@@ -9,13 +9,15 @@
 //! Layout: this file holds the schema (the serde structs), loading and
 //! [`ConfigError`]; `rules.rs` the validation rules and where in the file a
 //! broken one is; `file.rs` saving and the permission warning; `broker.rs`
-//! the broker URL and password sources. The submodules are private and
+//! the broker URL and password sources; `stamp.rs` what the file held when
+//! read, to notice edits made by others. The submodules are private and
 //! everything public is re-exported here, so callers keep naming it
 //! `config::…` whichever file it lives in.
 
 mod broker;
 mod file;
 mod rules;
+mod stamp;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -27,6 +29,7 @@ pub use broker::{BrokerAddress, PasswordError, Scheme, UrlError, parse_broker_ur
 pub use file::write_atomically;
 use rules::SpanFinder;
 pub use rules::{Place, Problem, RESERVED_PREFIX};
+pub use stamp::{FileLook, FileStamp};
 
 /// Default time a device has to answer a request.
 pub const DEFAULT_TIMEOUT_MS: u64 = 3000;
@@ -252,14 +255,21 @@ impl Config {
 
     /// Reads, parses and validates a configuration file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        Config::load_stamped(path).map(|(config, _)| config)
+    }
+
+    /// Like [`Config::load`], with the stamp of the very bytes parsed (to
+    /// notice later edits by others: see [`FileStamp`]).
+    pub fn load_stamped(path: &Path) -> Result<(Config, FileStamp), ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
             path: path.to_owned(),
             source,
         })?;
+        let stamp = FileStamp::of_bytes(text.as_bytes());
         let config = Config::parse(&text, path);
         drop(text);
         release_freed_memory();
-        config
+        config.map(|config| (config, stamp))
     }
 
     /// Parses and validates configuration text; `path` only labels errors.

@@ -17,7 +17,7 @@ use std::time::{Duration, SystemTime};
 
 use crate::outcome::Outcome;
 use crate::protocol::{Action, CorrelationId, RelayState, Reply};
-use crate::relay::{Failure, RelayStatus};
+use crate::relay::{Failure, LateAnswer, RelayStatus};
 use crate::store::{AuditEntry, StoredAck};
 
 /// The request an event is about.
@@ -82,8 +82,9 @@ pub fn answered(
     let requested = at.checked_sub(rtt).unwrap_or(at);
     match reply {
         Reply::State(state) => {
+            let before = late.then(|| status.phase.clone());
             let taken = if late {
-                status.late(state, requested, at, rtt)
+                status.late(state, requested, at, rtt, request.id)
             } else {
                 status.confirm(state, requested, at, rtt)
             };
@@ -115,22 +116,27 @@ pub fn answered(
             Ended {
                 entry: entry(request, outcome, Some(state), Some(rtt), detail, at),
                 ack,
-                // A current answer always ends the pending phase.
-                status_changed: taken || !late,
+                // A current answer always ends the pending phase; a late
+                // one may replace its request's failure.
+                status_changed: taken || before.is_none_or(|phase| status.phase != phase),
             }
         }
-        Reply::DeviceError(text) if late => Ended {
-            entry: entry(
-                request,
-                Outcome::LateDeviceError,
-                None,
-                Some(rtt),
-                Some(text),
-                at,
-            ),
-            ack: None,
-            status_changed: false,
-        },
+        Reply::DeviceError(text) if late => {
+            let phase = status.phase.clone();
+            status.answered_late(LateAnswer::DeviceError(text.clone()), request.id, at);
+            Ended {
+                entry: entry(
+                    request,
+                    Outcome::LateDeviceError,
+                    None,
+                    Some(rtt),
+                    Some(text),
+                    at,
+                ),
+                ack: None,
+                status_changed: status.phase != phase,
+            }
+        }
         Reply::DeviceError(text) => failed(
             status,
             request,
@@ -157,7 +163,7 @@ pub fn failed(
         Failure::NoResponse { .. } | Failure::ConnectionLost => None,
     };
     let entry = entry(request, failure.outcome(), None, rtt, detail, at);
-    status.fail(failure, at);
+    status.fail(failure, at, request.id);
     Ended {
         entry,
         ack: None,

@@ -22,75 +22,111 @@ pub fn outcome_colour(outcome: Outcome) -> Option<Color32> {
     }
 }
 
-fn matches(entry: &AuditEntry, needle: &str) -> bool {
-    needle.is_empty()
-        || [
-            entry.relay_id.as_str(),
-            entry.outcome.code(),
-            entry.action.as_str(),
-            entry.operator.as_str(),
-        ]
-        .iter()
-        .chain(entry.detail.as_deref().iter())
-        .any(|f| f.to_lowercase().contains(needle))
-}
-
-/// Draws the activity panel.
+/// Draws the activity panel: the entries matching `filter` (as shown:
+/// names, not only ids), how many of how many, and an export of what is
+/// shown.
 pub fn show(ui: &mut egui::Ui, model: &Model, filter: &mut String) -> Option<Intent> {
     let mut intent = None;
+    let entries = model.activity(filter);
+    let filtered = !filter.trim().is_empty();
+    let mut new_filter = false;
     ui.add_space(4.0);
     ui.horizontal(|ui| {
         ui.strong("Activity");
-        ui.add(
+        let edit = ui.add(
             egui::TextEdit::singleline(filter)
                 .hint_text("Filter activity")
                 .desired_width(200.0),
         );
+        new_filter = edit.changed();
+        // (A text field gives up its focus on Escape, in the same frame.)
+        if (edit.has_focus() || edit.lost_focus())
+            && ui.input(|i| i.key_pressed(egui::Key::Escape))
+        {
+            filter.clear();
+            new_filter = true;
+        }
+        let (label, hover) = if filtered {
+            (
+                format!("Export CSV ({} shown)", entries.len()),
+                "Write the entries shown (those matching the filter) to a CSV file in your documents folder",
+            )
+        } else {
+            (
+                "Export CSV".to_owned(),
+                "Write the audit log to a CSV file in your documents folder",
+            )
+        };
         if ui
-            .add_enabled(!model.audit.is_empty(), egui::Button::new("Export CSV"))
-            .on_hover_text("Write the audit log to a CSV file in your documents folder")
+            .add_enabled(!entries.is_empty(), egui::Button::new(label))
+            .on_hover_text(hover)
             .clicked()
         {
             intent = Some(Intent::ExportCsv);
         }
-        ui.label(RichText::new(format!("{} entries", model.audit.len())).weak());
+        let count = if filtered {
+            format!("{} of {} entries", entries.len(), model.audit.len())
+        } else {
+            format!("{} entries", model.audit.len())
+        };
+        ui.label(RichText::new(count).weak());
     });
-    let needle = filter.trim().to_lowercase();
-    let entries: Vec<&AuditEntry> = model.audit.iter().filter(|e| matches(e, &needle)).collect();
     let row_height = ui.text_style_height(&egui::TextStyle::Body) + 4.0;
-    egui::ScrollArea::vertical()
+    let mut scroll = egui::ScrollArea::vertical()
         .id_salt("activity")
-        .auto_shrink([false, false])
-        .show_rows(ui, row_height, entries.len(), |ui, range| {
-            egui::Grid::new("activity_grid")
-                .num_columns(7)
-                .striped(true)
-                .show(ui, |ui| {
-                    for entry in &entries[range] {
-                        ui.label(RichText::new(format_time(entry.at)).monospace());
-                        let name = model
-                            .relay_index(&entry.relay_id)
-                            .map(|i| model.config.relays[i].display_name().to_owned())
-                            .unwrap_or_else(|| entry.relay_id.clone());
-                        ui.label(name).on_hover_text(&entry.relay_id);
-                        ui.label(entry.action.as_str());
-                        let mut outcome = RichText::new(entry.outcome.code());
-                        if let Some(colour) = outcome_colour(entry.outcome) {
-                            outcome = outcome.color(colour);
-                        }
-                        ui.label(outcome);
-                        ui.label(
-                            entry
-                                .state
-                                .map(|s| s.as_str().to_uppercase())
-                                .unwrap_or_default(),
-                        );
-                        ui.label(entry.rtt.map(format_rtt).unwrap_or_else(|| "—".to_owned()));
-                        let detail = entry.detail.clone().unwrap_or_default();
-                        ui.label(RichText::new(format!("{detail}  by {}", entry.operator)).weak());
-                        ui.end_row();
-                    }
-                });
-        });
+        .auto_shrink([false, false]);
+    if new_filter {
+        // A new filter shows its first matches, not the old position.
+        scroll = scroll.vertical_scroll_offset(0.0);
+    }
+    scroll.show_rows(ui, row_height, entries.len(), |ui, range| {
+        egui::Grid::new("activity_grid")
+            .num_columns(8)
+            .striped(true)
+            .show(ui, |ui| {
+                for entry in &entries[range] {
+                    row(ui, model, entry);
+                    ui.end_row();
+                }
+            });
+    });
     intent
+}
+
+/// One entry. The detail (a device's free text) comes last and is elided
+/// with a hover, so a long one never pushes the other columns away.
+fn row(ui: &mut egui::Ui, model: &Model, entry: &AuditEntry) {
+    ui.label(RichText::new(format_time(entry.at)).monospace());
+    ui.label(model.relay_name(entry))
+        .on_hover_text(&entry.relay_id);
+    ui.label(entry.action.as_str());
+    let mut outcome = RichText::new(entry.outcome.code());
+    if let Some(colour) = outcome_colour(entry.outcome) {
+        outcome = outcome.color(colour);
+    }
+    ui.label(outcome);
+    ui.label(
+        entry
+            .state
+            .map(|s| s.as_str().to_uppercase())
+            .unwrap_or_default(),
+    );
+    ui.label(entry.rtt.map(format_rtt).unwrap_or_else(|| "—".to_owned()));
+    ui.label(RichText::new(format!("by {}", entry.operator)).weak());
+    if let Some(detail) = &entry.detail {
+        let size = egui::vec2(
+            ui.available_width().max(120.0),
+            ui.spacing().interact_size.y,
+        );
+        ui.allocate_ui_with_layout(
+            size,
+            egui::Layout::left_to_right(egui::Align::Center),
+            |ui| {
+                ui.add(egui::Label::new(RichText::new(detail).weak()).truncate())
+                    .on_hover_text(detail);
+            },
+        );
+    } else {
+        ui.label("");
+    }
 }

@@ -76,11 +76,38 @@ pub enum Confirmation {
         /// On or off.
         action: protocol::Action,
     },
-    /// A whole group.
-    Group {
-        /// Index into `model.groups`.
-        group: usize,
-        /// On or off.
-        action: protocol::Action,
-    },
+    /// A group's "All on" / "All off": exactly the relays it names, fixed
+    /// when it opened, are what is sent and counted.
+    Group(GroupQuestion),
+}
+
+/// What "All on" / "All off" will switch, worked out when the dialog opens.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GroupQuestion {
+    /// Index into `model.groups`.
+    pub group: usize,
+    /// On or off.
+    pub action: protocol::Action,
+    /// Relays switched on "Switch": shown, idle, not `confirm = true`.
+    pub relays: Vec<usize>,
+    /// Shown, idle relays with `confirm = true`: switched only when the
+    /// technician ticks them too (a second, explicit confirmation).
+    pub ask_first: Vec<usize>,
+    /// Whether the `ask_first` relays are ticked.
+    pub include_ask_first: bool,
+    /// Relays of the group the filter hides (left alone).
+    pub hidden: usize,
+    /// Shown relays with a request in flight (left alone).
+    pub busy: usize,
+}
+
+impl GroupQuestion {
+    /// The relays "Switch" sends to, in order.
+    pub fn chosen(&self) -> Vec<usize> {
+        let mut relays = self.relays.clone();
+        if self.include_ask_first {
+            relays.extend_from_slice(&self.ask_first);
+        }
+        relays
+    }
 }

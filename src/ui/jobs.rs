@@ -10,10 +10,11 @@
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 
-use crate::config::{self, Config, ConfigError, Problem};
+use crate::config::{self, Config, ConfigError, FileStamp, Problem};
 use crate::store::AuditEntry;
 
 use super::source::Source;
+use super::watch::{FileWatch, Known};
 
 /// The result of a background job.
 pub(super) enum Job {
@@ -23,8 +24,14 @@ pub(super) enum Job {
     /// The audit log was written to this CSV file.
     Exported(Result<PathBuf, JobError>),
     /// The configuration was (re)read: where it stands now, and the
-    /// configuration when it loaded.
-    Loaded(Source, Option<Config>),
+    /// configuration (with the stamp of what was parsed) when it loaded.
+    Loaded(Source, Option<(Config, FileStamp)>),
+    /// The configuration file's contents changed on disk (seen by its
+    /// [`FileWatch`]).
+    FileChanged(PathBuf),
+    /// The changed file was read again: the configuration and the stamp
+    /// of what was read, or why it cannot be used.
+    Changed(PathBuf, Result<(Config, FileStamp), String>),
     /// The demo broker and devices are running.
     #[cfg(feature = "demo")]
     DemoStarted(Box<Result<crate::demo::Demo, JobError>>),
@@ -40,6 +47,22 @@ pub enum JobError {
     /// file, so nothing else would check them): one rule per line.
     #[error("{}", problem_lines(.0))]
     Invalid(Vec<Problem>),
+    /// The file changed on disk since Settings opened: saving would
+    /// overwrite a change the window never showed.
+    #[error(
+        "{} was changed by another program after Settings opened; nothing was saved. \
+         Close Settings and open it again to edit the file's new version.",
+        .0.display()
+    )]
+    ChangedOnDisk(PathBuf),
+    /// The file could not be read to check it before saving.
+    #[error("cannot read {} before saving: {source}", .path.display())]
+    Check {
+        /// The configuration file.
+        path: PathBuf,
+        /// Why it could not be read.
+        source: std::io::Error,
+    },
     /// The CSV file could not be written.
     #[error("Export failed: {0}")]
     Export(#[from] csv::Error),
@@ -103,6 +126,21 @@ impl Jobs {
         });
     }
 
+    /// Watches the configuration file at `path`: a change on disk comes
+    /// back as [`Job::FileChanged`].
+    pub fn watch(&self, path: PathBuf, initial: Option<FileStamp>) -> FileWatch {
+        let results_tx = self.results_tx.clone();
+        let ctx = self.ctx.clone();
+        let changed_path = path.clone();
+        FileWatch::start(path, initial, move |_| {
+            let sent = results_tx
+                .send(Job::FileChanged(changed_path.clone()))
+                .is_ok();
+            ctx.request_repaint();
+            sent
+        })
+    }
+
     /// A finished job, if one is waiting.
     pub fn try_recv(&self) -> Option<Job> {
         self.results_rx.try_recv().ok()
@@ -122,10 +160,23 @@ impl Jobs {
     }
 }
 
-/// Saves `config` to `path`, or for the demo (`None`) only checks it.
-pub(super) fn save(config: Config, path: Option<PathBuf>) -> Job {
-    let result = match &path {
-        Some(p) => config.save(p).map_err(JobError::from),
+/// Where a save goes and what the file must still hold for it.
+pub(super) struct SaveTo {
+    /// The configuration file.
+    pub path: PathBuf,
+    /// Its contents when Settings opened (`None`: not known, not checked).
+    pub expected: Option<FileStamp>,
+    /// Updated to what was written, so the watch does not take the
+    /// panel's own save for somebody else's edit.
+    pub known: Option<Known>,
+}
+
+/// Saves `config` to a file — refused when the file no longer holds what
+/// Settings showed — or for the demo (`None`) only checks it.
+pub(super) fn save(config: Config, to: Option<SaveTo>) -> Job {
+    let path = to.as_ref().map(|to| to.path.clone());
+    let result = match to {
+        Some(to) => save_checked(&config, &to),
         None => {
             let problems = config.validate();
             if problems.is_empty() {
@@ -138,10 +189,43 @@ pub(super) fn save(config: Config, path: Option<PathBuf>) -> Job {
     Job::Saved(result.map(|_| (config, path)))
 }
 
+fn save_checked(config: &Config, to: &SaveTo) -> Result<(), JobError> {
+    let now = FileStamp::read(&to.path).map_err(|source| JobError::Check {
+        path: to.path.clone(),
+        source,
+    })?;
+    if to.expected.is_some_and(|expected| expected != now) {
+        return Err(JobError::ChangedOnDisk(to.path.clone()));
+    }
+    // Known before written: the watch must never see the new contents as
+    // somebody else's (`save` renders the same text from the same file).
+    let existing = std::fs::read_to_string(&to.path).unwrap_or_default();
+    let written = FileStamp::of_bytes(config.render(&existing).as_bytes());
+    let before = to.known.as_ref().map(|known| {
+        known
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .replace(written)
+    });
+    let saved = config.save(&to.path);
+    if saved.is_err()
+        && let (Some(known), Some(before)) = (&to.known, before)
+    {
+        *known.lock().unwrap_or_else(|e| e.into_inner()) = before;
+    }
+    Ok(saved?)
+}
+
+/// Reads the configuration file again after it changed on disk.
+pub(super) fn reload_changed(path: PathBuf) -> Job {
+    let result = Config::load_stamped(&path).map_err(|e| e.to_string());
+    Job::Changed(path, result)
+}
+
 /// Reads the configuration file again.
 pub(super) fn reload(path: PathBuf) -> Job {
-    match Config::load(&path) {
-        Ok(config) => Job::Loaded(Source::File(path), Some(config)),
+    match Config::load_stamped(&path) {
+        Ok(loaded) => Job::Loaded(Source::File(path), Some(loaded)),
         Err(ConfigError::Read { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
             Job::Loaded(Source::Missing(path), None)
         }
@@ -153,9 +237,9 @@ pub(super) fn reload(path: PathBuf) -> Job {
 pub(super) fn create_example(path: PathBuf) -> Job {
     let result = config::write_atomically(&path, config::EXAMPLE.as_bytes())
         .map_err(|e| e.to_string())
-        .and_then(|_| Config::load(&path).map_err(|e| e.to_string()));
+        .and_then(|_| Config::load_stamped(&path).map_err(|e| e.to_string()));
     match result {
-        Ok(config) => Job::Loaded(Source::File(path), Some(config)),
+        Ok(loaded) => Job::Loaded(Source::File(path), Some(loaded)),
         Err(e) => Job::Loaded(Source::Broken(path, e), None),
     }
 }

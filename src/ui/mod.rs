@@ -10,6 +10,7 @@
 //! - `model.rs`: [`Model`], what the views show, fed by engine events.
 //! - `prefs.rs`: [`Prefs`], the preferences remembered between runs.
 //! - `source.rs`: [`Source`], where the configuration came from.
+//! - `watch.rs`: noticing the configuration file changed on disk.
 //! - `jobs.rs`: background jobs (save, export, load, demo start) and
 //!   [`write_csv`].
 //! - The views, each a function drawing from the model and returning an
@@ -26,6 +27,7 @@ mod model;
 mod panel;
 mod prefs;
 mod source;
+mod watch;
 
 pub mod activity;
 pub mod detail;
@@ -36,7 +38,7 @@ pub mod settings;
 pub mod top_bar;
 
 pub use app::{PanelApp, TITLE};
-pub use intent::{Confirmation, Intent};
+pub use intent::{Confirmation, GroupQuestion, Intent};
 pub use jobs::{JobError, write_csv};
 pub use model::{AUDIT_KEPT, Group, GroupRun, Model, Row};
 pub use panel::{Panel, PanelOptions};

@@ -1,6 +1,6 @@
 //! What the panel shows, fed by engine events. No drawing, no I/O.
 
-use std::collections::{BTreeSet, HashSet, VecDeque};
+use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 
 use std::sync::Arc;
 
@@ -80,6 +80,9 @@ pub struct Model {
     pub config: Arc<Config>,
     /// Groups in order of first appearance.
     pub groups: Vec<Group>,
+    /// Index of each relay id in `config.relays` (the activity filter
+    /// looks up a name for each of up to 5,000 entries).
+    ids: HashMap<String, usize>,
     /// Each relay's status, same order as `config.relays`.
     pub statuses: Vec<RelayStatus>,
     /// The broker connection.
@@ -104,6 +107,7 @@ impl Model {
         let mut model = Model {
             config: Arc::new(Config::new("")),
             groups: Vec::new(),
+            ids: HashMap::new(),
             statuses: Vec::new(),
             connection: ConnectionState::Connecting,
             response_topic: String::new(),
@@ -132,6 +136,12 @@ impl Model {
             }
         }
         self.groups = groups;
+        self.ids = config
+            .relays
+            .iter()
+            .enumerate()
+            .map(|(index, relay)| (relay.id.clone(), index))
+            .collect();
         self.statuses = vec![RelayStatus::default(); n];
         self.rtts = vec![VecDeque::new(); n];
         self.group_run = None;
@@ -172,15 +182,57 @@ impl Model {
                 self.push_audit(entry);
             }
             Event::Late { entry, .. } => self.push_audit(entry),
+            // The store's log, read when this engine started: older than
+            // anything reported since (see `engine_starting`).
             Event::History(entries) => {
-                for entry in entries.into_iter().rev() {
-                    self.push_audit(entry);
-                }
+                let room = AUDIT_KEPT.saturating_sub(self.audit.len());
+                self.audit.extend(entries.into_iter().take(room));
             }
             Event::Warning(text) => self.warnings.push(text),
             // Logged by the engine; the window has nothing to add.
             Event::Ignored { .. } => {}
         }
+    }
+
+    /// A new engine is starting. With a store it sends the store's log as
+    /// `History`: the log shown starts over, so that it is the store's
+    /// log once (never the old entries plus the same ones read again).
+    pub fn engine_starting(&mut self, with_store: bool) {
+        if with_store {
+            self.audit.clear();
+        }
+    }
+
+    /// The audit entries the activity panel shows for `filter` (matched,
+    /// case-insensitively, against what it shows: the relay's name and id,
+    /// the action, the outcome, the detail and the operator), newest first.
+    pub fn activity(&self, filter: &str) -> Vec<&AuditEntry> {
+        let needle = filter.trim().to_lowercase();
+        self.audit
+            .iter()
+            .filter(|e| needle.is_empty() || self.entry_matches(e, &needle))
+            .collect()
+    }
+
+    /// The name the activity panel shows for an entry's relay (its id when
+    /// the relay is no longer configured).
+    pub fn relay_name<'a>(&'a self, entry: &'a AuditEntry) -> &'a str {
+        self.relay_index(&entry.relay_id)
+            .map(|i| self.config.relays[i].display_name())
+            .unwrap_or(&entry.relay_id)
+    }
+
+    fn entry_matches(&self, entry: &AuditEntry, needle: &str) -> bool {
+        [
+            self.relay_name(entry),
+            entry.relay_id.as_str(),
+            entry.outcome.code(),
+            entry.action.as_str(),
+            entry.operator.as_str(),
+        ]
+        .into_iter()
+        .chain(entry.detail.as_deref())
+        .any(|f| f.to_lowercase().contains(needle))
     }
 
     fn push_audit(&mut self, entry: AuditEntry) {
@@ -206,7 +258,7 @@ impl Model {
 
     /// Index of the relay with this id.
     pub fn relay_index(&self, id: &str) -> Option<usize> {
-        self.config.relays.iter().position(|r| r.id == id)
+        self.ids.get(id).copied()
     }
 
     /// Whether `relay` matches the filter (name, id, group, topic;

@@ -12,13 +12,14 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::intent::{Confirmation, Intent};
+use super::intent::{Confirmation, GroupQuestion, Intent};
 use super::jobs::{self, Job, Jobs};
 use super::model::{Model, Row};
 use super::prefs::Prefs;
 use super::source::Source;
+use super::watch::FileWatch;
 use super::{activity, detail, dialogs, first_run, relay_list, settings, top_bar};
-use crate::config::Config;
+use crate::config::{Config, FileStamp};
 use crate::engine::{self, ConnectionState, EngineHandle, EngineOptions, Events};
 use crate::protocol;
 
@@ -91,6 +92,11 @@ pub struct Panel {
     ctx: egui::Context,
     /// Background file work and the demo start.
     jobs: Jobs,
+    /// Watches the configuration file for edits made by others.
+    watch: Option<FileWatch>,
+    /// What the file held when Settings opened: a save is refused if it
+    /// holds something else by then.
+    settings_base: Option<FileStamp>,
     /// The demo's broker and devices, while the demo runs.
     #[cfg(feature = "demo")]
     demo: Option<crate::demo::Demo>,
@@ -125,12 +131,17 @@ impl Panel {
             runtime: options.runtime,
             ctx,
             jobs,
+            watch: None,
+            settings_base: None,
             #[cfg(feature = "demo")]
             demo: None,
             shutdown_complete: options.shutdown_complete,
         };
         match options.source {
-            Source::File(_) if loaded => panel.start_engine(),
+            Source::File(_) if loaded => {
+                panel.watch_file(None);
+                panel.start_engine();
+            }
             Source::Demo => panel.apply(Intent::OpenDemo),
             _ => {}
         }
@@ -143,6 +154,7 @@ impl Panel {
             Source::Demo => self.data_dir.as_ref().map(|d| d.join("demo")),
             _ => self.data_dir.clone(),
         };
+        self.model.engine_starting(data_dir.is_some());
         let ctx = self.ctx.clone();
         let options = EngineOptions {
             config: self.model.config.clone(),
@@ -215,21 +227,17 @@ impl Panel {
     fn finish_job(&mut self, job: Job) {
         match job {
             Job::Saved(Ok((config, path))) => {
-                self.notice = Some((
-                    match &path {
-                        Some(p) => format!("Saved {}", p.display()),
-                        None => {
-                            "Applied (the demo configuration is not saved to a file)".to_owned()
-                        }
-                    },
-                    false,
-                ));
+                let saved = match &path {
+                    Some(p) => format!("Saved {}", p.display()),
+                    None => "Applied (the demo configuration is not saved to a file)".to_owned(),
+                };
+                self.notice = Some((saved, false));
                 if let Some(path) = path {
                     self.source = Source::File(path);
+                    self.watch_file(None);
                 }
                 self.settings = None;
-                self.model.set_config(config);
-                self.start_engine();
+                self.apply_config(config);
             }
             Job::Saved(Err(e)) => {
                 let e = e.to_string();
@@ -242,15 +250,23 @@ impl Panel {
                 self.notice = Some((format!("Audit log exported to {}", path.display()), false));
             }
             Job::Exported(Err(e)) => self.notice = Some((e.to_string(), true)),
-            Job::Loaded(source, config) => {
+            Job::Loaded(source, loaded) => {
                 self.source = source;
-                if let Some(config) = config {
+                if let Some((config, stamp)) = loaded {
+                    self.watch_file(Some(stamp));
                     self.model.set_config(config);
                     self.start_engine();
                 } else {
+                    self.watch = None;
                     self.stop_engine();
                 }
             }
+            Job::FileChanged(path) => {
+                if self.source.config_file() == Some(&path) && self.source.has_relays() {
+                    self.jobs.run(move || jobs::reload_changed(path));
+                }
+            }
+            Job::Changed(path, result) => self.file_changed(path, result),
             #[cfg(feature = "demo")]
             Job::DemoStarted(result) => match *result {
                 Ok(demo) => {
@@ -263,6 +279,68 @@ impl Panel {
                 Err(e) => self.notice = Some((e.to_string(), true)),
             },
         }
+    }
+
+    /// Watches the configuration file of `Source::File` (a new watch when
+    /// the file is another one), with `stamp` as its known contents.
+    fn watch_file(&mut self, stamp: Option<FileStamp>) {
+        match &self.source {
+            Source::File(path) => match &self.watch {
+                Some(watch) if watch.path == *path => {
+                    if let Some(stamp) = stamp {
+                        *watch.known.lock().unwrap_or_else(|e| e.into_inner()) = Some(stamp);
+                    }
+                }
+                _ => self.watch = Some(self.jobs.watch(path.clone(), stamp)),
+            },
+            _ => self.watch = None,
+        }
+    }
+
+    /// The configuration file changed on disk and was read again: run
+    /// what it now holds, or keep the running configuration and say why
+    /// the new one cannot be used. Settings, if open, shows an older
+    /// version: it says so (and its Save is refused).
+    fn file_changed(&mut self, path: PathBuf, result: Result<(Config, FileStamp), String>) {
+        if self.source.config_file() != Some(&path) {
+            return;
+        }
+        let name = path.display();
+        match result {
+            Ok((config, stamp)) => {
+                self.watch_file(Some(stamp));
+                if config == *self.model.config {
+                    self.notice = Some((
+                        format!("{name} changed on disk; nothing the panel uses changed"),
+                        false,
+                    ));
+                } else {
+                    self.notice = Some((format!("{name} changed on disk: reloaded"), false));
+                    self.apply_config(config);
+                }
+                if let Some(draft) = &mut self.settings {
+                    draft.save_error = Some(format!(
+                        "{name} was changed by another program and reloaded; Settings shows the \
+                         version before. Close Settings and open it again to edit the new one."
+                    ));
+                }
+            }
+            Err(e) => {
+                self.notice = Some((
+                    format!(
+                        "{name} changed on disk but cannot be used; the panel keeps running the \
+                         configuration it loaded before. {e}"
+                    ),
+                    true,
+                ));
+            }
+        }
+    }
+
+    /// Runs `config`: the model shows it and the engine starts on it.
+    fn apply_config(&mut self, config: Config) {
+        self.model.set_config(config);
+        self.start_engine();
     }
 
     /// Applies what is waiting, then draws: [`Self::drain_events`] and
@@ -320,7 +398,7 @@ impl Panel {
             }
         });
         let ctx = ui.ctx().clone();
-        if let Some(confirmation) = &self.confirmation {
+        if let Some(confirmation) = &mut self.confirmation {
             intents.extend(dialogs::show(&ctx, &self.model, confirmation));
         }
         if let Some(relay) = self.detail {
@@ -352,28 +430,25 @@ impl Panel {
                     .is_some_and(|r| r.confirm)
                     && action != protocol::Action::Query;
                 if needs_confirm {
-                    self.confirmation = Some(Confirmation::Relay { relay, action });
+                    self.ask(Confirmation::Relay { relay, action });
                 } else {
                     self.send(relay, action);
                 }
             }
             Intent::GroupSwitch { group, action } => {
-                self.confirmation = Some(Confirmation::Group { group, action });
+                if let Some(question) = self.group_question(group, action) {
+                    self.ask(Confirmation::Group(question));
+                }
             }
             Intent::Confirm => match self.confirmation.take() {
                 Some(Confirmation::Relay { relay, action }) => self.send(relay, action),
-                Some(Confirmation::Group { group, action }) => {
-                    if let Some(group) = self.model.groups.get(group).cloned() {
-                        let relays: Vec<usize> = group
-                            .relays
-                            .iter()
-                            .copied()
-                            .filter(|&r| !self.model.statuses[r].is_pending())
-                            .collect();
-                        self.model.start_group_run(&group.name, action, &relays);
-                        for relay in relays {
-                            self.send(relay, action);
-                        }
+                Some(Confirmation::Group(question)) => {
+                    // Exactly what the dialog promised, counted as sent.
+                    let relays = question.chosen();
+                    let name = self.model.groups[question.group].name.clone();
+                    self.model.start_group_run(&name, question.action, &relays);
+                    for relay in relays {
+                        self.send(relay, question.action);
                     }
                 }
                 None => {}
@@ -396,12 +471,17 @@ impl Panel {
             Intent::ShowDetail(relay) => self.detail = Some(relay),
             Intent::CloseDetail => self.detail = None,
             Intent::OpenSettings => {
+                self.settings_base = self.watch.as_ref().and_then(FileWatch::known);
                 self.settings = Some(settings::Draft::new(Config::clone(&self.model.config)))
             }
             Intent::CloseSettings => self.settings = None,
             Intent::SaveSettings(config) => {
-                let path = self.source.config_file().cloned();
-                self.jobs.run(move || jobs::save(*config, path));
+                let to = self.source.config_file().map(|path| jobs::SaveTo {
+                    path: path.clone(),
+                    expected: self.settings_base,
+                    known: self.watch.as_ref().map(|w| w.known.clone()),
+                });
+                self.jobs.run(move || jobs::save(*config, to));
             }
             Intent::OpenDemo => self.open_demo(),
             Intent::CreateExample => {
@@ -423,7 +503,13 @@ impl Panel {
                 }
             }
             Intent::ExportCsv => {
-                let entries: Vec<_> = self.model.audit.iter().cloned().collect();
+                // What the activity panel shows (its button says so).
+                let entries: Vec<_> = self
+                    .model
+                    .activity(&self.activity_filter)
+                    .into_iter()
+                    .cloned()
+                    .collect();
                 let fallback_dir = self.data_dir.clone();
                 self.jobs
                     .run(move || jobs::export_csv(entries, fallback_dir));
@@ -434,6 +520,46 @@ impl Panel {
             Intent::DismissGroupRun => self.model.group_run = None,
             Intent::DismissNotice => self.notice = None,
         }
+    }
+
+    /// Opens a confirmation dialog. The focus leaves whatever had it, so
+    /// that the dialog's default button takes it (Enter confirms).
+    fn ask(&mut self, confirmation: Confirmation) {
+        self.ctx.memory_mut(|m| {
+            if let Some(id) = m.focused() {
+                m.surrender_focus(id);
+            }
+        });
+        self.confirmation = Some(confirmation);
+    }
+
+    /// What "All on" / "All off" of `group` would switch now: the relays
+    /// its heading counts under the current filter, minus those with a
+    /// request in flight; `confirm = true` relays apart, to be ticked.
+    pub fn group_question(&self, group: usize, action: protocol::Action) -> Option<GroupQuestion> {
+        let members = &self.model.groups.get(group)?.relays;
+        let needle = self.filter.trim().to_lowercase();
+        let mut question = GroupQuestion {
+            group,
+            action,
+            relays: Vec::new(),
+            ask_first: Vec::new(),
+            include_ask_first: false,
+            hidden: 0,
+            busy: 0,
+        };
+        for &relay in members {
+            if !self.model.matches(relay, &needle) {
+                question.hidden += 1;
+            } else if self.model.statuses[relay].is_pending() {
+                question.busy += 1;
+            } else if self.model.config.relays[relay].confirm {
+                question.ask_first.push(relay);
+            } else {
+                question.relays.push(relay);
+            }
+        }
+        Some(question)
     }
 
     fn send(&mut self, relay: usize, action: protocol::Action) {

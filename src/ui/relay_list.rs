@@ -10,7 +10,7 @@ use egui::{Color32, RichText};
 use super::intent::Intent;
 use super::model::{Model, Row};
 use crate::protocol::{self, RelayState};
-use crate::relay::{Failure, Phase, RelayStatus, format_age, format_rtt, format_time};
+use crate::relay::{Failure, LateAnswer, Phase, RelayStatus, format_age, format_rtt, format_time};
 
 /// Height of one row.
 pub const ROW_HEIGHT: f32 = 30.0;
@@ -91,29 +91,31 @@ pub fn ack_text(status: &RelayStatus, now: SystemTime) -> (String, String) {
 pub fn phase_text(status: &RelayStatus, now: SystemTime) -> Option<(String, Option<Color32>)> {
     let red = Color32::from_rgb(220, 60, 60);
     let amber = Color32::from_rgb(230, 160, 40);
-    match &status.phase {
-        Phase::Idle => None,
+    let colour = match &status.phase {
+        Phase::Idle => return None,
         Phase::Pending { deadline, .. } => {
             let left = deadline.duration_since(now).unwrap_or_default();
-            Some((
+            return Some((
                 format!(
                     "waiting for device… {:.0} s left",
                     left.as_secs_f32().ceil()
                 ),
                 None,
-            ))
+            ));
         }
-        Phase::Confirmed { rtt, .. } => Some((format!("confirmed in {}", format_rtt(*rtt)), None)),
-        Phase::Failed { reason, .. } => {
-            let colour = match reason {
-                Failure::NoResponse { .. } | Failure::DeviceError { .. } => red,
-                Failure::ConnectionLost | Failure::NotSent { .. } | Failure::Refused { .. } => {
-                    amber
-                }
-            };
-            Some((reason.to_string(), Some(colour)))
-        }
-    }
+        Phase::Confirmed { .. } => None,
+        Phase::Failed { reason, .. } => match reason {
+            Failure::NoResponse { .. } | Failure::DeviceError { .. } => Some(red),
+            Failure::ConnectionLost | Failure::NotSent { .. } | Failure::Refused { .. } => {
+                Some(amber)
+            }
+        },
+        Phase::Late { answer, .. } => match answer {
+            LateAnswer::State(_) => Some(amber),
+            LateAnswer::DeviceError(_) => Some(red),
+        },
+    };
+    Some((status.phase.to_string(), colour))
 }
 
 /// Draws the list.
