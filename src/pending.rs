@@ -179,6 +179,46 @@ impl PendingRequests {
         ended
     }
 
+    /// The relays were renumbered (the configuration changed): `moves[old]`
+    /// is the new index of the relay at `old`, `None` when it was removed
+    /// (as is any index past the end). Requests of relays that stay keep
+    /// their correlation ids, deadlines and send times under the new index,
+    /// remembered ones too, so a late answer still finds its relay. The
+    /// requests in flight of removed relays are returned, with their old
+    /// index, and forgotten: no answer can find them any more (it is
+    /// `Unknown`), and neither can a late answer to a removed relay.
+    pub fn renumber(&mut self, moves: &[Option<usize>]) -> Vec<(CorrelationId, InFlight)> {
+        let new_index = |old: usize| moves.get(old).copied().flatten();
+        let mut removed = Vec::new();
+        for (id, request) in std::mem::take(&mut self.in_flight) {
+            match new_index(request.relay) {
+                Some(relay) => {
+                    self.in_flight.insert(id, InFlight { relay, ..request });
+                }
+                None => {
+                    self.deadlines.remove(&(request.deadline, id));
+                    removed.push((id, request));
+                }
+            }
+        }
+        self.by_relay = self
+            .in_flight
+            .iter()
+            .map(|(id, request)| (request.relay, *id))
+            .collect();
+        // Stale ids left in `forget_order` are dropped when they come due
+        // (see `forget_old`).
+        self.recent = std::mem::take(&mut self.recent)
+            .into_iter()
+            .filter_map(|(id, request)| {
+                new_index(request.relay).map(|relay| (id, InFlight { relay, ..request }))
+            })
+            .collect();
+        // Oldest first, as the deadlines would have ended them.
+        removed.sort_by_key(|(id, request)| (request.deadline, *id));
+        removed
+    }
+
     fn remove_in_flight(&mut self, id: &CorrelationId) -> Option<InFlight> {
         let request = self.in_flight.remove(id)?;
         self.by_relay.remove(&request.relay);
@@ -310,6 +350,64 @@ mod tests {
         assert_eq!(table.in_flight(), 0);
         assert_eq!(table.next_deadline(), None);
         assert!(matches!(table.resolve(&id(3), t0), Resolution::Late(_)));
+    }
+
+    /// Renumbering moves requests in flight and remembered ones to their
+    /// relay's new index (deadlines and late answers unchanged), and ends
+    /// those of removed relays: returned once, then unknown.
+    #[test]
+    fn renumber_follows_relays_and_drops_removed_ones() {
+        let t0 = Instant::now();
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        let mut table = PendingRequests::new(GRACE, 100);
+        // Relay 0 ends unanswered (remembered), 1 and 2 are in flight, 3
+        // ends unanswered too.
+        table.start(id(1), 0, Action::On, at(0), TIMEOUT).unwrap();
+        table.start(id(4), 3, Action::On, at(0), TIMEOUT).unwrap();
+        assert_eq!(table.expire(at(3000)).len(), 2);
+        table
+            .start(id(2), 1, Action::Off, at(3100), TIMEOUT)
+            .unwrap();
+        table
+            .start(id(3), 2, Action::On, at(3200), TIMEOUT)
+            .unwrap();
+
+        // 0 → 2, 1 → 0, 2 removed, 3 past the end: removed.
+        let removed = table.renumber(&[Some(2), Some(0), None]);
+        assert_eq!(removed.len(), 1, "{removed:?}");
+        assert_eq!(removed[0].0, id(3));
+        assert_eq!(removed[0].1.relay, 2, "returned with its old index");
+        assert_eq!(table.in_flight(), 1);
+        assert!(table.is_pending(0), "relay 1's request is now relay 0's");
+        assert!(!table.is_pending(1) && !table.is_pending(2));
+        assert_eq!(table.next_deadline(), Some(at(6100)), "deadline kept");
+        assert_eq!(
+            table.start(id(5), 0, Action::On, at(3300), TIMEOUT),
+            Err(AlreadyPending),
+            "still one request in flight for the relay that moved"
+        );
+        table
+            .start(id(6), 1, Action::On, at(3300), TIMEOUT)
+            .unwrap();
+
+        assert!(
+            matches!(table.resolve(&id(1), at(3400)), Resolution::Late(r) if r.relay == 2),
+            "a late answer finds the relay at its new index"
+        );
+        assert_eq!(table.resolve(&id(4), at(3400)), Resolution::Unknown);
+        assert_eq!(table.resolve(&id(3), at(3400)), Resolution::Unknown);
+        match table.resolve(&id(2), at(3400)) {
+            Resolution::Current(request) => {
+                assert_eq!(request.relay, 0);
+                assert_eq!(request.sent, at(3100), "round trip from the send time");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(!table.is_pending(0));
+        // The removed request's deadline is gone: only id 6 can expire.
+        let expired = table.expire(at(10_000));
+        assert_eq!(expired.len(), 1);
+        assert_eq!(expired[0].0, id(6));
     }
 
     /// However many requests time out, memory stays under the cap.

@@ -5,8 +5,9 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{Mosquitto, Rig, TestEngine, config, devices};
-use relay_panel::engine::{ConnectionState, EngineOptions, Event};
+use common::{Mosquitto, Rig, ScriptedDevice, TestEngine, config, devices};
+use relay_panel::config::{Config, RelayConfig};
+use relay_panel::engine::{ConnectionState, EngineOptions, Event, ReconfigureError};
 use relay_panel::outcome::Outcome;
 use relay_panel::protocol::{Action, RelayState};
 use relay_panel::relay::{Failure, Phase};
@@ -798,5 +799,375 @@ async fn retained_response_is_ignored() {
             Event::Relay { .. } | Event::Finished { .. } | Event::Late { .. }
         )),
         "{events:?}"
+    );
+}
+
+/// Every event up to and including the first one `last` matches, failing
+/// the test when it does not come within a few seconds.
+async fn events_until(engine: &mut TestEngine, last: impl Fn(&Event) -> bool) -> Vec<Event> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let mut seen = Vec::new();
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let event = engine.next(left).await;
+        let done = last(&event);
+        seen.push(event);
+        if done {
+            return seen;
+        }
+    }
+}
+
+/// The events a reconfiguration to `config` must produce, from
+/// `Reconfigured` on: it, then one status per relay of the new
+/// configuration, in order. Returns those statuses; events before it are
+/// returned too, in `before`.
+async fn reconfigured(
+    engine: &mut TestEngine,
+    config: &Config,
+    before: &mut Vec<Event>,
+) -> Vec<relay_panel::relay::RelayStatus> {
+    let mut seen = events_until(engine, |e| matches!(e, Event::Reconfigured(_))).await;
+    match seen.pop() {
+        Some(Event::Reconfigured(applied)) => assert_eq!(*applied, *config),
+        other => unreachable!("{other:?}"),
+    }
+    before.extend(seen);
+    let mut statuses = Vec::new();
+    for index in 0..config.relays.len() {
+        match engine.next(Duration::from_secs(5)).await {
+            Event::Relay { relay, status } if relay == index => statuses.push(status),
+            other => panic!("status of relay #{index} expected, got {other:?}"),
+        }
+    }
+    statuses
+}
+
+fn no_reconnect_or_history(events: &[Event]) {
+    for event in events {
+        assert!(
+            !matches!(event, Event::Connection(_) | Event::History(_)),
+            "{event:?} in {events:?}"
+        );
+    }
+}
+
+/// A reconfiguration that adds a relay before a confirmed one, renames one
+/// (same id) and changes another's id keeps the connection (no connection
+/// event, the same response topic), sends no history, and moves statuses
+/// by id: the confirmed relay's status arrives at its new index, confirmed
+/// in this session (not "restored"); a new id starts unknown. Requests to
+/// the moved relay and to the added one are confirmed afterwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reconfigure_keeps_the_connection_and_moves_statuses_by_id() {
+    let Rig {
+        mut engine,
+        broker,
+        config,
+        devices,
+        records: _records,
+    } = Rig::start(3, Faults::default(), |_| {}).await;
+    for relay in [1, 2] {
+        let entry = engine.request(relay, Action::On).await;
+        assert_eq!(entry.outcome, Outcome::Confirmed, "{entry:?}");
+    }
+    let connections = engine.connections.clone();
+    let (client_id, response_topic) = (
+        engine.handle.client_id.clone(),
+        engine.handle.response_topic.clone(),
+    );
+    // [added, r0 renamed, r1, r2 under a new id].
+    let added_topic = format!("{}/added", config.relays[0].request_topic);
+    let mut scripted = ScriptedDevice::start(&broker.url(), &added_topic).await;
+    let mut new = config.clone();
+    new.relays
+        .insert(0, RelayConfig::new("added", &added_topic));
+    new.relays[1].name = "Renamed relay".into();
+    new.relays[3].id = "r2-new".into();
+    engine.handle.reconfigure(Arc::new(new.clone())).unwrap();
+
+    let mut before = Vec::new();
+    let statuses = reconfigured(&mut engine, &new, &mut before).await;
+    no_reconnect_or_history(&before);
+    assert_eq!(statuses[0], Default::default(), "the added relay");
+    assert_eq!(statuses[1], Default::default(), "r0 was never asked");
+    let moved = &statuses[2];
+    let ack = moved.last_acknowledged.expect("r1's confirmed state");
+    assert_eq!(ack.state, RelayState::On);
+    assert!(!ack.restored, "confirmed in this session, not restored");
+    assert!(
+        matches!(
+            moved.phase,
+            Phase::Confirmed {
+                state: RelayState::On,
+                ..
+            }
+        ),
+        "{moved:?}"
+    );
+    assert_eq!(statuses[3], Default::default(), "a new id is a new relay");
+
+    // The moved relay answers at its new index.
+    engine.handle.request(2, Action::Off);
+    let mut after = events_until(&mut engine, |e| matches!(e, Event::Finished { .. })).await;
+    match after.last() {
+        Some(Event::Finished { relay: 2, entry }) => {
+            assert_eq!(
+                (entry.outcome, entry.state, entry.relay_id.as_str()),
+                (Outcome::Confirmed, Some(RelayState::Off), "r1")
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(devices.state("r1"), Some(RelayState::Off));
+    // The added relay is asked with the same response topic, and its
+    // answer arrives on the subscription made at the start.
+    engine.handle.request(0, Action::On);
+    let received = scripted.request(Duration::from_secs(5)).await;
+    assert_eq!(received.response_topic.as_deref(), Some(&*response_topic));
+    scripted.answer(&received, "1").await;
+    after.extend(events_until(&mut engine, |e| matches!(e, Event::Finished { .. })).await);
+    match after.last() {
+        Some(Event::Finished { relay: 0, entry }) => {
+            assert_eq!(
+                (entry.outcome, entry.state),
+                (Outcome::Confirmed, Some(RelayState::On))
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    after.extend(engine.drain(SHORT).await);
+    no_reconnect_or_history(&after);
+    assert_eq!(
+        engine.connections, connections,
+        "still connected, never left"
+    );
+    assert_eq!(engine.handle.client_id, client_id);
+    assert_eq!(engine.handle.response_topic, response_topic);
+}
+
+/// A request in flight (the device is slow) keeps going across a
+/// reconfiguration that moves its relay to another index: the relay is
+/// still pending at the new index, and the answer lands there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_in_flight_follows_its_relay_across_a_reconfigure() {
+    let faults = Faults {
+        latency: Duration::from_millis(600),
+        ..Faults::default()
+    };
+    let Rig {
+        mut engine,
+        config,
+        mut records,
+        broker: _broker,
+        devices: _devices,
+    } = Rig::start(2, faults, |_| {}).await;
+    engine.handle.request(0, Action::On);
+    records.recv().await.expect("the device has the request");
+    let mut new = config.clone();
+    new.relays.reverse();
+    new.relays
+        .insert(0, RelayConfig::new("added", "test/reconfigure/added"));
+    // r0, asked, is now at 2.
+    engine.handle.reconfigure(Arc::new(new.clone())).unwrap();
+    let mut before = Vec::new();
+    let statuses = reconfigured(&mut engine, &new, &mut before).await;
+    assert!(
+        !before.iter().any(|e| matches!(e, Event::Finished { .. })),
+        "{before:?}"
+    );
+    assert!(
+        matches!(
+            statuses[2].phase,
+            Phase::Pending {
+                requested: Action::On,
+                ..
+            }
+        ),
+        "{statuses:?}"
+    );
+    let answer = events_until(&mut engine, |e| matches!(e, Event::Finished { .. })).await;
+    let Some(Event::Finished { relay, entry }) = answer.last() else {
+        unreachable!()
+    };
+    assert_eq!(*relay, 2, "the new index");
+    assert_eq!(
+        (entry.outcome, entry.state, entry.relay_id.as_str()),
+        (Outcome::Confirmed, Some(RelayState::On), "r0")
+    );
+    assert!(
+        entry.rtt.unwrap() >= Duration::from_millis(600),
+        "timed from the send"
+    );
+    let shown = answer.iter().rev().find_map(|e| match e {
+        Event::Relay { relay, status } => Some((*relay, status.clone())),
+        _ => None,
+    });
+    let (index, status) = shown.expect("a status event for the answer");
+    assert_eq!(index, 2);
+    assert_eq!(
+        status.last_acknowledged.map(|a| a.state),
+        Some(RelayState::On)
+    );
+}
+
+/// A configuration with another broker URL, another operator, or a broken
+/// rule is refused without being sent: no event, the engine keeps its
+/// configuration and relays.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reconfigure_refuses_what_needs_a_restart() {
+    let Rig {
+        mut engine,
+        config,
+        broker: _broker,
+        devices: _devices,
+        records: _records,
+    } = Rig::start(1, Faults::default(), |_| {}).await;
+    let mut moved = config.clone();
+    moved.broker.url = "mqtt://127.0.0.1:1".into();
+    moved
+        .relays
+        .insert(0, RelayConfig::new("added", "test/reconfigure/x"));
+    let refused = engine.handle.reconfigure(Arc::new(moved)).unwrap_err();
+    assert_eq!(
+        refused,
+        ReconfigureError::NeedsRestart { section: "broker" }
+    );
+    assert!(refused.to_string().contains("must reconnect"), "{refused}");
+
+    let mut operator = config.clone();
+    operator.panel.operator = Some("someone else".into());
+    assert_eq!(
+        engine.handle.reconfigure(Arc::new(operator)).unwrap_err(),
+        ReconfigureError::NeedsRestart { section: "panel" }
+    );
+    let mut broken = config.clone();
+    broken.relays.push(broken.relays[0].clone());
+    assert!(matches!(
+        engine.handle.reconfigure(Arc::new(broken)).unwrap_err(),
+        ReconfigureError::Invalid(text) if text.contains("duplicate id")
+    ));
+
+    let events = engine.drain(SHORT).await;
+    assert!(events.is_empty(), "nothing was applied: {events:?}");
+    let entry = engine.request(0, Action::On).await;
+    assert_eq!(
+        (entry.outcome, entry.relay_id.as_str()),
+        (Outcome::Confirmed, "r0")
+    );
+}
+
+/// A relay removed while its request is in flight: the request ends at
+/// once, before `Reconfigured` and under the old index, as "no response"
+/// saying why (it was sent: the device may still switch); the device's
+/// answer that follows is ignored as unknown.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn removed_relay_ends_its_request_in_flight() {
+    let faults = Faults {
+        latency: Duration::from_millis(500),
+        ..Faults::default()
+    };
+    let Rig {
+        mut engine,
+        config,
+        mut records,
+        broker: _broker,
+        devices: _devices,
+    } = Rig::start(2, faults, |_| {}).await;
+    engine.handle.request(0, Action::On);
+    records.recv().await.expect("the device has the request");
+    let mut new = config.clone();
+    new.relays.remove(0);
+    engine.handle.reconfigure(Arc::new(new.clone())).unwrap();
+    let mut before = Vec::new();
+    let statuses = reconfigured(&mut engine, &new, &mut before).await;
+    let ended: Vec<_> = before
+        .iter()
+        .filter_map(|e| match e {
+            Event::Finished { relay, entry } => Some((*relay, entry)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(ended.len(), 1, "{before:?}");
+    let (relay, entry) = ended[0];
+    assert_eq!((relay, entry.relay_id.as_str()), (0, "r0"), "the old index");
+    assert_eq!(entry.outcome, Outcome::NoResponse);
+    assert!(
+        entry
+            .detail
+            .as_deref()
+            .unwrap()
+            .contains("removed from the configuration before the device answered"),
+        "{entry:?}"
+    );
+    assert!(entry.correlation.is_some());
+    assert_eq!(statuses, [Default::default()], "r1, never asked");
+
+    let later = engine.drain(Duration::from_millis(1500)).await;
+    assert!(
+        later
+            .iter()
+            .any(|e| matches!(e, Event::Ignored { reason, .. } if reason.contains("unknown"))),
+        "the answer is ignored: {later:?}"
+    );
+    assert!(
+        !later.iter().any(|e| matches!(
+            e,
+            Event::Relay { .. } | Event::Finished { .. } | Event::Late { .. }
+        )),
+        "{later:?}"
+    );
+}
+
+/// An engine that lost its broker applies a reconfiguration the same way,
+/// without a connection event of its own; once the broker is back, the
+/// moved relay answers at its new index.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reconfigure_while_reconnecting() {
+    let Rig {
+        mut engine,
+        mut broker,
+        config,
+        mut devices,
+        records: _records,
+    } = Rig::start(1, Faults::default(), |_| {}).await;
+    assert_eq!(
+        engine.request(0, Action::On).await.outcome,
+        Outcome::Confirmed
+    );
+    broker.stop();
+    engine
+        .wait_connection(Duration::from_secs(5), |s| {
+            matches!(s, ConnectionState::Reconnecting { .. })
+        })
+        .await;
+    let mut new = config.clone();
+    new.relays
+        .insert(0, RelayConfig::new("added", "test/reconfigure/added"));
+    engine.handle.reconfigure(Arc::new(new.clone())).unwrap();
+    let mut before = Vec::new();
+    let statuses = reconfigured(&mut engine, &new, &mut before).await;
+    assert!(
+        !before.iter().any(|e| matches!(
+            e,
+            Event::Connection(ConnectionState::Connected | ConnectionState::Connecting)
+                | Event::History(_)
+        )),
+        "{before:?}"
+    );
+    assert_eq!(
+        statuses[1].last_acknowledged.map(|a| (a.state, a.restored)),
+        Some((RelayState::On, false))
+    );
+
+    broker.resume();
+    engine.connected().await;
+    tokio::time::timeout(Duration::from_secs(5), devices.ready())
+        .await
+        .unwrap();
+    let entry = engine.request(1, Action::Off).await;
+    assert_eq!(
+        (entry.outcome, entry.state, entry.relay_id.as_str()),
+        (Outcome::Confirmed, Some(RelayState::Off), "r0")
     );
 }

@@ -185,6 +185,32 @@ pub fn busy(request: &Request<'_>, at: SystemTime) -> Ended {
     }
 }
 
+/// Why a request of a relay removed from the configuration ended, when it
+/// had been handed to the broker.
+pub const REMOVED_IN_FLIGHT: &str = "the relay was removed from the configuration before the device answered; \
+     the request was sent, so the device may still have switched";
+/// The same, when it was still waiting to be sent.
+pub const REMOVED_BEFORE_SENT: &str = "the relay was removed from the configuration before the request was sent; \
+     it never will be, so it cannot switch anything later";
+
+/// The relay of `request` was removed from the configuration while the
+/// request was in flight (`sent`: handed to the broker) or still waiting
+/// to be sent. It ends at once: unanswered (`NoResponse`: the state is
+/// unconfirmed, the device may have acted), or `NotSent`. No status
+/// changes: the relay leaves with the new configuration.
+pub fn removed(request: &Request<'_>, sent: bool, at: SystemTime) -> Ended {
+    let (outcome, detail) = if sent {
+        (Outcome::NoResponse, REMOVED_IN_FLIGHT)
+    } else {
+        (Outcome::NotSent, REMOVED_BEFORE_SENT)
+    };
+    Ended {
+        entry: entry(request, outcome, None, None, Some(detail.to_owned()), at),
+        ack: None,
+        status_changed: false,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -426,6 +452,28 @@ mod tests {
         assert_eq!(ended.entry.outcome, Outcome::Busy);
         assert!(!ended.status_changed && ended.ack.is_none());
         assert!(ended.entry.correlation.is_none());
+    }
+
+    /// A request of a removed relay ends unanswered when it was sent (the
+    /// device may have switched), not sent when it was still waiting; it
+    /// keeps its correlation id for the audit log and changes no status.
+    #[test]
+    fn removed_relay_ends_its_request() {
+        for (sent, outcome, detail) in [
+            (true, Outcome::NoResponse, REMOVED_IN_FLIGHT),
+            (false, Outcome::NotSent, REMOVED_BEFORE_SENT),
+        ] {
+            let ended = removed(&request(Action::On, 1), sent, wall(0));
+            assert_eq!(ended.entry.outcome, outcome, "sent: {sent}");
+            assert_eq!(ended.entry.detail.as_deref(), Some(detail));
+            assert!(detail.contains("removed from the configuration"));
+            assert!(!ended.status_changed && ended.ack.is_none());
+            assert_eq!((ended.entry.state, ended.entry.rtt), (None, None));
+            assert_eq!(
+                ended.entry.correlation.as_deref(),
+                Some("01".repeat(16).as_str())
+            );
+        }
     }
 
     /// Timeouts and late answers on tokio's paused clock, as the engine

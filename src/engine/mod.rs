@@ -14,9 +14,9 @@
 //! connection; `decide.rs` the pure
 //! decision core; `screen.rs` what may be an answer and the rate-limited
 //! log of what is not; `outbox.rs` flow control and deadlines;
-//! `loading.rs` the store at start-up; `once.rs` one request start to
-//! end for one-shot callers; `kinds/` one file per kind of
-//! device.
+//! `loading.rs` the store at start-up; `reconfigure.rs` a new list of
+//! relays on the same connection; `once.rs` one request start to end for
+//! one-shot callers; `kinds/` one file per kind of device.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 
-use crate::config::Config;
+use crate::config::{BrokerConfig, Config, PanelConfig};
 use crate::mqtt;
 use crate::pending::PendingRequests;
 use crate::protocol::{self, Action};
@@ -37,6 +37,7 @@ pub mod kinds;
 mod loading;
 mod once;
 mod outbox;
+mod reconfigure;
 mod screen;
 mod task;
 
@@ -104,6 +105,10 @@ pub enum Command {
         /// What to ask.
         action: Action,
     },
+    /// Use this configuration from now on, on the same connection
+    /// (sent by [`EngineHandle::reconfigure`], which checks that it is
+    /// valid and that only its relays changed).
+    Reconfigure(Arc<Config>),
     /// Disconnect cleanly, flush the store and stop.
     Shutdown,
     /// Panic (see [`EngineHandle::crash_for_test`]).
@@ -149,7 +154,8 @@ impl ConnectionState {
 pub enum Event {
     /// The connection changed.
     Connection(ConnectionState),
-    /// A relay's status changed (sent once per relay at start-up too).
+    /// A relay's status changed (sent once per relay at start-up, and after
+    /// [`Event::Reconfigured`], too).
     Relay {
         /// Index into `config.relays`.
         relay: usize,
@@ -173,6 +179,16 @@ pub enum Event {
     },
     /// The newest audit entries from the store, newest first (at start-up).
     History(Vec<AuditEntry>),
+    /// The engine now uses this configuration (after
+    /// [`EngineHandle::reconfigure`]); the connection is untouched. From
+    /// this event on, every relay index refers to the new
+    /// `config.relays`; events before it (already queued when it was
+    /// applied, and the ends of removed relays' requests, sent just before
+    /// it) use the old indices. It is followed by one [`Event::Relay`] per
+    /// relay of the new configuration: kept relays (same `id`) keep their
+    /// status and request in flight, new ones start unknown. No history and
+    /// no connection event come with it.
+    Reconfigured(Arc<Config>),
     /// Something the technician should know that is not a request outcome
     /// (a corrupted store set aside, a failed write).
     Warning(String),
@@ -196,6 +212,17 @@ pub struct EngineHandle {
     pub client_id: Arc<str>,
     /// The topic devices answer on.
     pub response_topic: Arc<str>,
+    /// The sections the engine was started with, which a reconfiguration
+    /// must leave as they are (changing them needs a new connection).
+    started: Arc<StartedWith>,
+}
+
+/// What of its configuration a running engine cannot change.
+struct StartedWith {
+    /// How it connects; its client id and response topic follow from it.
+    broker: BrokerConfig,
+    /// Its operator, sent with every request.
+    panel: PanelConfig,
 }
 
 impl EngineHandle {
@@ -203,6 +230,35 @@ impl EngineHandle {
     /// arrives as events.
     pub fn request(&self, relay: usize, action: Action) {
         let _ = self.commands.send(Command::Request { relay, action });
+    }
+
+    /// Applies `config` to the running engine, on the same connection (same
+    /// client id and response topic): relays are matched by `id`, so kept
+    /// relays keep their status and their request in flight; requests of
+    /// removed relays end at once. Never blocks.
+    ///
+    /// Commands are handled in order, so every request sent after this
+    /// returns `Ok` names relays by their index in `config`; events use the
+    /// new indices from [`Event::Reconfigured`] on.
+    ///
+    /// Refused, with nothing sent, when `config` is invalid or its
+    /// `[broker]` or `[panel]` section differs from the one the engine was
+    /// started with: that needs a new engine.
+    pub fn reconfigure(&self, config: Arc<Config>) -> Result<(), ReconfigureError> {
+        let problems = config.validate();
+        if !problems.is_empty() {
+            let text: Vec<String> = problems.iter().map(|p| p.message.clone()).collect();
+            return Err(ReconfigureError::Invalid(text.join("; ")));
+        }
+        if config.broker != self.started.broker {
+            return Err(ReconfigureError::NeedsRestart { section: "broker" });
+        }
+        if config.panel != self.started.panel {
+            return Err(ReconfigureError::NeedsRestart { section: "panel" });
+        }
+        self.commands
+            .send(Command::Reconfigure(config))
+            .map_err(|_| ReconfigureError::Stopped)
     }
 
     /// Asks the engine to disconnect and stop; [`Events`] ends afterwards.
@@ -255,6 +311,28 @@ pub enum EngineError {
     Thread(std::io::Error),
 }
 
+/// A configuration could not be applied to the running engine; it still
+/// runs with the one it had.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ReconfigureError {
+    /// The configuration breaks a rule.
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+    /// The `[broker]` or `[panel]` section changed: the panel must
+    /// reconnect (start a new engine) to apply it.
+    #[error(
+        "the [{section}] settings changed, so the panel must reconnect to apply them \
+         (a new connection, client id and response topic)"
+    )]
+    NeedsRestart {
+        /// `"broker"` or `"panel"`.
+        section: &'static str,
+    },
+    /// The engine has stopped (shut down or crashed): start a new one.
+    #[error("the engine has stopped; start it again to apply the configuration")]
+    Stopped,
+}
+
 /// Starts the engine on a thread of its own (callable from any thread,
 /// with or without a tokio runtime).
 pub fn spawn(options: EngineOptions) -> Result<(EngineHandle, Events), EngineError> {
@@ -279,6 +357,10 @@ pub fn spawn(options: EngineOptions) -> Result<(EngineHandle, Events), EngineErr
         .clone()
         .unwrap_or_else(crate::paths::os_user);
     let relays = options.config.relays.len();
+    let started = Arc::new(StartedWith {
+        broker: options.config.broker.clone(),
+        panel: options.config.panel.clone(),
+    });
     let engine = Engine {
         statuses: vec![RelayStatus::default(); relays],
         pending: PendingRequests::new(LATE_GRACE, MAX_REMEMBERED),
@@ -343,6 +425,7 @@ pub fn spawn(options: EngineOptions) -> Result<(EngineHandle, Events), EngineErr
             commands: commands_tx,
             client_id: client_id.into(),
             response_topic: response_topic.into(),
+            started,
         },
         Events { rx: events_rx },
     ))

@@ -71,6 +71,27 @@ impl Outbox {
         true
     }
 
+    /// The relays were renumbered: `moves[old]` is the new index of the
+    /// relay at `old`. Waiting requests follow their relay, in the same
+    /// order; those of a removed relay (`None`, or past the end) are
+    /// dropped (the caller ends them first: [`Outbox::take`] tells it
+    /// which were never sent).
+    pub fn renumber(&mut self, moves: &[Option<usize>]) {
+        let held = &mut self.held;
+        self.queue.retain_mut(
+            |waiting| match moves.get(waiting.relay).copied().flatten() {
+                Some(relay) => {
+                    waiting.relay = relay;
+                    true
+                }
+                None => {
+                    held.remove(&waiting.id);
+                    false
+                }
+            },
+        );
+    }
+
     /// The connection is gone: everything on the wire is forgotten and the
     /// held requests are returned (they were never sent).
     pub fn disconnected(&mut self) -> Vec<Held> {
@@ -118,5 +139,25 @@ mod tests {
         outbox.hold_again(third);
         assert_eq!(outbox.disconnected().len(), 1);
         assert!(outbox.next().is_none(), "no window while disconnected");
+    }
+
+    /// Renumbering moves waiting requests to their relay's new index, in
+    /// the same order, and drops those of removed relays.
+    #[test]
+    fn renumber_follows_relays() {
+        let mut outbox = Outbox {
+            window: 10,
+            ..Outbox::default()
+        };
+        for n in 0..3 {
+            outbox.hold(held(n));
+        }
+        // 0 → 1, 1 removed, 2 → 0.
+        outbox.renumber(&[Some(1), None, Some(0)]);
+        assert!(!outbox.take(&CorrelationId([1; 16])), "dropped");
+        let order: Vec<(u8, usize)> = std::iter::from_fn(|| outbox.next())
+            .map(|h| (h.id.0[0], h.relay))
+            .collect();
+        assert_eq!(order, [(0, 1), (2, 0)]);
     }
 }

@@ -95,6 +95,7 @@ impl Engine {
                 },
                 command = commands.recv() => match command {
                     Some(Command::Request { relay, action }) => self.on_request(relay, action),
+                    Some(Command::Reconfigure(config)) => self.reconfigure(config),
                     Some(Command::Crash) => panic!("crash requested by a test"),
                     Some(Command::Shutdown) | None => break,
                 },
@@ -279,7 +280,7 @@ impl Engine {
     }
 
     /// The request as the decision core sees it.
-    fn request<'a>(
+    pub(super) fn request<'a>(
         config: &'a Config,
         operator: &'a str,
         relay: usize,

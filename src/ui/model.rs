@@ -191,6 +191,9 @@ impl Model {
             Event::Warning(text) => self.warnings.push(text),
             // Logged by the engine; the window has nothing to add.
             Event::Ignored { .. } => {}
+            // Only after `EngineHandle::reconfigure`, which the window does
+            // not call yet.
+            Event::Reconfigured(_) => {}
         }
     }
 
