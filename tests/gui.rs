@@ -692,11 +692,15 @@ fn activity_log_is_shown_once_after_saves() {
             .config
             .broker
             .request_timeout_ms = timeout;
+        frames(&mut h);
         h.get_by_label("Save").click();
         wait_for(&mut h, "saved", |h| h.state().settings.is_none());
         assert!(has_text(&h, "Saved "));
         connected(&mut h);
-        // The new engine's history has arrived once it says connected…
+        wait_for(&mut h, "the new engine's history", |h| {
+            h.state().model.audit.len() >= 3
+        });
+        std::thread::sleep(Duration::from_millis(100));
         frames(&mut h);
         assert_eq!(h.state().model.audit.len(), 3, "after a save");
         assert!(has_text(&h, "3 entries"));
@@ -705,6 +709,10 @@ fn activity_log_is_shown_once_after_saves() {
     wait_for(&mut h, "crash shown", |h| has_text(h, "internal error"));
     h.get_by_label("Retry").click();
     connected(&mut h);
+    wait_for(&mut h, "history after Retry", |h| {
+        h.state().model.audit.len() >= 3
+    });
+    std::thread::sleep(Duration::from_millis(100));
     frames(&mut h);
     assert_eq!(h.state().model.audit.len(), 3, "after Retry");
 }
@@ -924,7 +932,9 @@ fn hand_edits_are_reloaded_and_never_overwritten() {
     std::thread::sleep(Duration::from_millis(300));
     let text = std::fs::read_to_string(&path).unwrap();
     std::fs::write(&path, text.replace("Relay 1", "Hand edited")).unwrap();
-    wait_for(&mut h, "reloaded", |h| has_text(h, "changed on disk: reloaded"));
+    wait_for(&mut h, "reloaded", |h| {
+        has_text(h, "changed on disk: reloaded")
+    });
     wait_for(&mut h, "new name listed", |h| has_text(h, "Hand edited"));
 
     // Settings open on that version; the file changes again underneath.
@@ -935,6 +945,7 @@ fn hand_edits_are_reloaded_and_never_overwritten() {
     assert_ne!(edited, text);
     std::fs::write(&path, &edited).unwrap();
     h.state_mut().settings.as_mut().unwrap().config.relays[0].name = "From Settings".into();
+    frames(&mut h);
     h.get_by_label("Save").click();
     wait_for(&mut h, "refused", |h| {
         has_text(h, "was changed by another program")
@@ -957,4 +968,77 @@ fn hand_edits_are_reloaded_and_never_overwritten() {
     });
     assert!(has_text(&h, "Hand edited"));
     assert_eq!(h.state().model.config.relays.len(), 2);
+}
+
+/// A save that changes nothing about the broker keeps the connection, the
+/// response topic and the states confirmed in this session (none shows as
+/// "from an earlier session"); one that does says the panel reconnects.
+#[test]
+fn save_keeps_the_session_unless_the_broker_changes() {
+    let mut rig = GuiRig::start(3, Some(Faults::default()));
+    let mut h = rig.panel();
+    connected(&mut h);
+    h.get_all_by_label("On").next().unwrap().click();
+    wait_for(&mut h, "confirmed", |h| has_text(h, "confirmed in"));
+    let topic = h.state().model.response_topic.clone();
+    h.get_by_label("Settings").click();
+    frames(&mut h);
+    {
+        let draft = h.state_mut().settings.as_mut().unwrap();
+        draft.config.relays[1].name = "Renamed".into();
+        // A new relay in front: every index moves.
+        let mut first = draft.config.relays[2].clone();
+        first.id = "r9".into();
+        first.name = "New first".into();
+        first.request_topic.push_str("/new");
+        draft.config.relays.insert(0, first);
+    }
+    frames(&mut h);
+    h.get_by_label("Save").click();
+    let mut left_connected = false;
+    wait_for(&mut h, "saved", |h| {
+        h.state().settings.is_none() && h.state().model.config.relays.len() == 4
+    });
+    for _ in 0..20 {
+        h.step();
+        left_connected |= !h.state().model.connection.is_ready();
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(has_text(&h, "the connection and the states are kept"));
+    assert!(!left_connected, "never left connected");
+    assert_eq!(h.state().model.response_topic, topic);
+    let status = &h.state().model.statuses[1];
+    assert_eq!(h.state().model.config.relays[1].id, "r0");
+    let ack = status
+        .last_acknowledged
+        .expect("r0's state kept at its new place");
+    assert!(!ack.restored, "not from an earlier session");
+    assert!(has_text(&h, "Renamed") && has_text(&h, "New first"));
+    // The buttons now name relays by their new places (Even lists the
+    // new relay, then r0).
+    h.get_all_by_label("Off").nth(1).unwrap().click();
+    wait_for(&mut h, "r0 switched again", |h| {
+        h.state().model.audit.len() == 2
+    });
+    assert_eq!(h.state().model.audit[0].relay_id, "r0");
+    assert_eq!(rig.devices().state("r0"), Some(RelayState::Off));
+
+    h.get_by_label("Settings").click();
+    frames(&mut h);
+    h.state_mut()
+        .settings
+        .as_mut()
+        .unwrap()
+        .config
+        .broker
+        .request_timeout_ms = 2000;
+    frames(&mut h);
+    h.get_by_label("Save").click();
+    wait_for(&mut h, "saved", |h| h.state().settings.is_none());
+    assert!(has_text(
+        &h,
+        "the broker settings changed, so the panel reconnects"
+    ));
+    connected(&mut h);
+    assert_ne!(h.state().model.response_topic, topic);
 }

@@ -99,6 +99,9 @@ pub struct Model {
     pub warnings: Vec<String>,
     /// Bumped whenever `config` changes (invalidates cached rows).
     pub generation: u64,
+    /// Between [`Model::reconfigure`] and the engine's `Reconfigured`:
+    /// events still name relays by their old index.
+    reconfiguring: bool,
 }
 
 impl Model {
@@ -116,14 +119,16 @@ impl Model {
             group_run: None,
             warnings: Vec::new(),
             generation: 0,
+            reconfiguring: false,
         };
         model.set_config(config);
         model
     }
 
-    /// Replaces the configuration (statuses start over; the engine sends
-    /// the restored ones).
+    /// Replaces the configuration for a new engine (statuses start over;
+    /// the engine sends the restored ones).
     pub fn set_config(&mut self, config: Config) {
+        self.reconfiguring = false;
         let n = config.relays.len();
         let mut groups: Vec<Group> = Vec::new();
         for (index, relay) in config.relays.iter().enumerate() {
@@ -150,8 +155,45 @@ impl Model {
         self.generation += 1;
     }
 
+    /// Shows `config`, which the running engine was just given in place
+    /// (`EngineHandle::reconfigure`): the connection, the log and each
+    /// relay's status (by id) stay; events with old indices still queued
+    /// are set aside until the engine's `Reconfigured`.
+    pub fn reconfigure(&mut self, config: Config) {
+        let old: HashMap<String, (RelayStatus, VecDeque<f32>)> = self
+            .config
+            .relays
+            .iter()
+            .zip(self.statuses.drain(..).zip(self.rtts.drain(..)))
+            .map(|(relay, kept)| (relay.id.clone(), kept))
+            .collect();
+        let connection = self.connection.clone();
+        self.set_config(config);
+        self.connection = connection;
+        let mut old = old;
+        for (index, relay) in self.config.relays.iter().enumerate() {
+            if let Some((status, rtts)) = old.remove(&relay.id) {
+                self.statuses[index] = status;
+                self.rtts[index] = rtts;
+            }
+        }
+        self.reconfiguring = true;
+    }
+
     /// Applies one engine event.
     pub fn apply(&mut self, event: Event) {
+        if self.reconfiguring {
+            match event {
+                // Old indices: the statuses come again after `Reconfigured`.
+                Event::Relay { .. } => return,
+                // The entry names its relay by id: the log keeps it.
+                Event::Finished { entry, .. } | Event::Late { entry, .. } => {
+                    self.push_audit(entry);
+                    return;
+                }
+                _ => {}
+            }
+        }
         match event {
             Event::Connection(state) => self.connection = state,
             Event::Relay { relay, status } => {
@@ -191,9 +233,8 @@ impl Model {
             Event::Warning(text) => self.warnings.push(text),
             // Logged by the engine; the window has nothing to add.
             Event::Ignored { .. } => {}
-            // Only after `EngineHandle::reconfigure`, which the window does
-            // not call yet.
-            Event::Reconfigured(_) => {}
+            // From here on events name relays by their new index.
+            Event::Reconfigured(_) => self.reconfiguring = false,
         }
     }
 

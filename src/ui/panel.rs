@@ -41,6 +41,15 @@ struct RowCache {
     rows: Vec<Row>,
 }
 
+/// How a new configuration was put to work.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Applied {
+    /// By the running engine: same connection, states kept.
+    InPlace,
+    /// By a new engine, which connects again.
+    Reconnecting,
+}
+
 /// What the panel needs from its surroundings.
 pub struct PanelOptions {
     /// Where the configuration comes from (a loaded config goes with it).
@@ -231,13 +240,18 @@ impl Panel {
                     Some(p) => format!("Saved {}", p.display()),
                     None => "Applied (the demo configuration is not saved to a file)".to_owned(),
                 };
-                self.notice = Some((saved, false));
                 if let Some(path) = path {
                     self.source = Source::File(path);
                     self.watch_file(None);
                 }
                 self.settings = None;
-                self.apply_config(config);
+                let how = match self.apply_config(config) {
+                    Applied::InPlace => "; the connection and the states are kept",
+                    Applied::Reconnecting => {
+                        "; the broker settings changed, so the panel reconnects"
+                    }
+                };
+                self.notice = Some((format!("{saved}{how}"), false));
             }
             Job::Saved(Err(e)) => {
                 let e = e.to_string();
@@ -315,8 +329,13 @@ impl Panel {
                         false,
                     ));
                 } else {
-                    self.notice = Some((format!("{name} changed on disk: reloaded"), false));
-                    self.apply_config(config);
+                    let how = match self.apply_config(config) {
+                        Applied::InPlace => "",
+                        Applied::Reconnecting => {
+                            "; the broker settings changed, so the panel reconnects"
+                        }
+                    };
+                    self.notice = Some((format!("{name} changed on disk: reloaded{how}"), false));
                 }
                 if let Some(draft) = &mut self.settings {
                     draft.save_error = Some(format!(
@@ -337,10 +356,26 @@ impl Panel {
         }
     }
 
-    /// Runs `config`: the model shows it and the engine starts on it.
-    fn apply_config(&mut self, config: Config) {
+    /// Runs `config`: in place on the running engine when the broker and
+    /// panel settings are the same (same connection, states kept), else on
+    /// a new engine. Dialogs naming relays by index close.
+    fn apply_config(&mut self, config: Config) -> Applied {
+        self.confirmation = None;
+        self.detail = None;
+        if let Some(link) = &self.engine {
+            let shared = Arc::new(config.clone());
+            match link.handle.reconfigure(shared) {
+                Ok(()) => {
+                    // Requests from here on use the new indices.
+                    self.model.reconfigure(config);
+                    return Applied::InPlace;
+                }
+                Err(e) => tracing::info!("starting a new engine: {e}"),
+            }
+        }
         self.model.set_config(config);
         self.start_engine();
+        Applied::Reconnecting
     }
 
     /// Applies what is waiting, then draws: [`Self::drain_events`] and
