@@ -1,5 +1,6 @@
-//! The settings window driven through egui_kittest (click by label, read
-//! the accessibility tree's text and rectangles).
+//! The settings window and the first-run screen, driven through
+//! egui_kittest (click by label, read the accessibility tree's text and
+//! rectangles).
 
 mod common;
 
@@ -9,7 +10,7 @@ use common::{Mosquitto, config};
 use egui::accesskit::Role;
 use egui_kittest::Harness;
 use egui_kittest::kittest::{By, NodeT, Queryable};
-use relay_panel::config::Config;
+use relay_panel::config::{Config, EXAMPLE};
 use relay_panel::ui::{Panel, PanelOptions, Prefs, Source};
 use tokio::sync::mpsc;
 
@@ -285,4 +286,46 @@ fn settings_table_headings_rows_and_new_relay() {
     frames(&mut h);
     let draft = h.state().settings.as_ref().expect("settings open");
     assert_eq!(draft.config.relays[10_000].id, "relay-10001-x");
+}
+
+/// With no configuration file, the example is a code block whose lines all
+/// start at the same left edge (not centred one by one), and Copy puts the
+/// whole example on the clipboard.
+#[test]
+fn first_run_example_is_a_left_aligned_code_block_with_copy() {
+    let mut rig = Rig::offline();
+    let path = rig.dir.path().join("config.toml");
+    let mut h = rig.panel(Source::Missing(path), None);
+    frames(&mut h);
+    let block = h.get_by_label(EXAMPLE.trim_end());
+    let lefts: Vec<f32> = block
+        .children()
+        .filter(|run| run.accesskit_node().role() == Role::TextRun)
+        .filter(|run| !run.value().unwrap_or_default().trim().is_empty())
+        .map(|run| run.rect().left())
+        .collect();
+    assert!(lefts.len() >= 8, "one text run per line: {lefts:?}");
+    assert!(
+        lefts.iter().all(|left| (left - lefts[0]).abs() < 0.5),
+        "every line starts at the same x: {lefts:?}"
+    );
+    let title = h.get_by_label("Example").rect();
+    assert!(
+        (block.rect().left() - title.left()).abs() < 0.5,
+        "the block starts at the frame's left edge, under its title"
+    );
+
+    h.get_by_label("Copy").click();
+    h.step();
+    let copied: Vec<&str> = h
+        .output()
+        .platform_output
+        .commands
+        .iter()
+        .filter_map(|command| match command {
+            egui::OutputCommand::CopyText(text) => Some(text.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(copied, [EXAMPLE]);
 }
