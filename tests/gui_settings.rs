@@ -1,6 +1,7 @@
-//! The settings window and the first-run screen, driven through
-//! egui_kittest (click by label, read the accessibility tree's text and
-//! rectangles).
+//! The settings window, the first-run screen and the detail window's
+//! placement, driven through egui_kittest (click by label, read the
+//! accessibility tree's text and rectangles); a real Mosquitto where the
+//! connection state matters.
 
 mod common;
 
@@ -36,6 +37,11 @@ impl Rig {
     /// No broker.
     fn offline() -> Rig {
         Rig::new(None)
+    }
+
+    /// A broker on a free loopback port.
+    fn with_broker() -> Rig {
+        Rig::new(Some(Mosquitto::start()))
     }
 
     fn new(broker: Option<Mosquitto>) -> Rig {
@@ -286,6 +292,28 @@ fn settings_table_headings_rows_and_new_relay() {
     frames(&mut h);
     let draft = h.state().settings.as_ref().expect("settings open");
     assert_eq!(draft.config.relays[10_000].id, "relay-10001-x");
+}
+
+/// The detail window opens clear of the top bar's connection state.
+#[test]
+fn detail_window_leaves_the_connection_state_visible() {
+    let mut rig = Rig::with_broker();
+    let mut h = rig.panel_on(config(&rig.url(), 3));
+    wait_for(&mut h, "connected", |h| {
+        h.state().model.connection.is_ready()
+    });
+    h.get_all_by_label("Details").next().unwrap().click();
+    frames(&mut h);
+    let window = h
+        .get(By::new().role(Role::Window).label("Relay 0 — details"))
+        .rect();
+    for covered in ["connected", "Settings"] {
+        let label = h.get_by_label(covered).rect();
+        assert!(
+            !window.intersects(label),
+            "the detail window {window:?} covers {covered:?} at {label:?}"
+        );
+    }
 }
 
 /// With no configuration file, the example is a code block whose lines all
