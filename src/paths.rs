@@ -40,10 +40,95 @@ pub fn data_dir(explicit: Option<PathBuf>) -> PathBuf {
 }
 
 /// The user name written into requests and the audit log when the
-/// configuration names no operator.
+/// configuration names no operator: `$USER`, else `$LOGNAME` (`$USERNAME`
+/// on Windows), else the OS account of the process (its passwd entry on
+/// Unix), which a service or an `env -i` start still has; "unknown" only
+/// when even that cannot be read.
 pub fn os_user() -> String {
-    std::env::var("USER")
-        .or_else(|_| std::env::var("LOGNAME"))
-        .or_else(|_| std::env::var("USERNAME"))
-        .unwrap_or_else(|_| "unknown".to_owned())
+    user_name(|name| std::env::var(name).ok(), || whoami::username().ok())
+}
+
+/// [`os_user`] with its sources passed in, so tests need not change the
+/// process environment: `var` reads an environment variable, `account`
+/// asks the OS.
+fn user_name(
+    var: impl Fn(&str) -> Option<String>,
+    account: impl FnOnce() -> Option<String>,
+) -> String {
+    ["USER", "LOGNAME", "USERNAME"]
+        .into_iter()
+        .filter_map(&var)
+        .chain(std::iter::once_with(account).flatten())
+        .map(|name| name.trim().to_owned())
+        .find(|name| !name.is_empty())
+        .unwrap_or_else(|| "unknown".to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The environment wins in its order; an empty variable counts as
+    /// unset; with none set, the OS account; "unknown" only without one.
+    #[test]
+    fn user_name_sources_in_order() {
+        let env = |pairs: &'static [(&'static str, &'static str)]| {
+            move |name: &str| {
+                pairs
+                    .iter()
+                    .find(|(k, _)| *k == name)
+                    .map(|(_, v)| (*v).to_owned())
+            }
+        };
+        let account = || Some("svc-relay".to_owned());
+        let both = &[("USER", "ana"), ("LOGNAME", "bo")];
+        assert_eq!(user_name(env(both), account), "ana");
+        assert_eq!(
+            user_name(env(&[("USER", ""), ("LOGNAME", "bo")]), account),
+            "bo"
+        );
+        assert_eq!(user_name(env(&[]), account), "svc-relay");
+        assert_eq!(user_name(env(&[]), || None), "unknown");
+    }
+
+    /// Set in the child process of [`os_user_without_environment`].
+    const CHILD: &str = "RELAY_PANEL_OS_USER_CHILD";
+
+    /// With `$USER`, `$LOGNAME` and `$USERNAME` removed (a service, an
+    /// `env -i` start) the operator is still the OS account, as `id -un`
+    /// names it. The environment is changed only in a child process (this
+    /// test binary run again on this one test), never in this one.
+    #[test]
+    fn os_user_without_environment() {
+        if std::env::var_os(CHILD).is_some() {
+            println!("os_user={}", os_user());
+            return;
+        }
+        let expected = match std::process::Command::new("id").arg("-un").output() {
+            Ok(output) if output.status.success() => output,
+            _ => {
+                eprintln!("skipped: `id -un` is not available");
+                return;
+            }
+        };
+        let expected = String::from_utf8_lossy(&expected.stdout).trim().to_owned();
+        let child = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "paths::tests::os_user_without_environment",
+                "--nocapture",
+            ])
+            .env(CHILD, "1")
+            .env_remove("USER")
+            .env_remove("LOGNAME")
+            .env_remove("USERNAME")
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&child.stdout);
+        assert!(child.status.success(), "{stdout}");
+        assert!(
+            stdout.lines().any(|l| l == format!("os_user={expected}")),
+            "expected os_user={expected} in:\n{stdout}"
+        );
+    }
 }

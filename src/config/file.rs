@@ -8,7 +8,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::{Config, ConfigError};
+use super::{Config, ConfigError, DEFAULT_TIMEOUT_MS, RelayConfig};
 
 impl Config {
     /// A warning when this file holds a password and others may read it.
@@ -48,16 +48,28 @@ impl Config {
 
     /// The configuration as TOML, merged into `existing` so its comments
     /// stay (unparsable `existing` text is replaced whole).
+    ///
+    /// Only what the technician chose is written: a key absent from
+    /// `existing` is added only when its value differs from the default the
+    /// loader would fill in (a relay added in the settings window gets its
+    /// id, request topic and whatever was changed), while a key the file
+    /// already has is kept even when it holds the default. Saving an
+    /// unchanged configuration gives back `existing` byte for byte.
     pub fn render(&self, existing: &str) -> String {
         let fresh = toml::to_string(self)
             .ok()
             .and_then(|t| t.parse::<toml_edit::DocumentMut>().ok())
             .unwrap_or_default();
-        let Ok(mut doc) = existing.parse::<toml_edit::DocumentMut>() else {
-            return fresh.to_string();
-        };
-        merge_table(doc.as_table_mut(), fresh.as_table(), "broker");
-        merge_table(doc.as_table_mut(), fresh.as_table(), "panel");
+        let mut doc = existing
+            .parse::<toml_edit::DocumentMut>()
+            .unwrap_or_default();
+        merge_table(
+            doc.as_table_mut(),
+            fresh.as_table(),
+            "broker",
+            &broker_defaults(),
+        );
+        merge_table(doc.as_table_mut(), fresh.as_table(), "panel", &[]);
         if self.relays.is_empty() {
             doc.remove("relay");
             return doc.to_string();
@@ -67,6 +79,7 @@ impl Config {
             .and_then(|i| i.as_array_of_tables())
             .map(|a| a.iter().cloned().collect())
             .unwrap_or_default();
+        let defaults = relay_defaults();
         let mut relays = toml_edit::ArrayOfTables::new();
         let fresh_relays = fresh.get("relay").and_then(|i| i.as_array_of_tables());
         for new in fresh_relays.into_iter().flat_map(|a| a.iter()) {
@@ -76,7 +89,7 @@ impl Config {
                 .find(|t| t.get("id").and_then(|v| v.as_str()) == id)
                 .cloned()
                 .unwrap_or_default();
-            sync_keys(&mut table, new);
+            sync_keys(&mut table, new, &defaults);
             relays.push(table);
         }
         doc.insert("relay", toml_edit::Item::ArrayOfTables(relays));
@@ -84,42 +97,117 @@ impl Config {
     }
 }
 
-/// Makes `table` hold exactly `new`'s keys and values, keeping the
-/// decoration (comments) of keys that stay.
-fn sync_keys(table: &mut toml_edit::Table, new: &toml_edit::Table) {
+/// A key the loader fills in when the file leaves it out, and the value it
+/// fills in.
+type KeyDefault = (&'static str, toml_edit::Value);
+
+/// `[broker]` keys with a default (the `Option`s default to absent, which
+/// serde already leaves out).
+fn broker_defaults() -> [KeyDefault; 1] {
+    let timeout = i64::try_from(DEFAULT_TIMEOUT_MS).unwrap_or(i64::MAX);
+    [("request_timeout_ms", timeout.into())]
+}
+
+/// `[[relay]]` keys with a default, as [`RelayConfig::new`] has them. Empty
+/// names and `confirm = false` are listed too: serde leaves them out, and a
+/// file that spells them out keeps them.
+fn relay_defaults() -> [KeyDefault; 5] {
+    let relay = RelayConfig::new("", "");
+    [
+        ("name", relay.name.as_str().into()),
+        ("group", relay.group.as_str().into()),
+        ("payload_on", relay.payload_on.as_str().into()),
+        ("payload_off", relay.payload_off.as_str().into()),
+        ("confirm", relay.confirm.into()),
+    ]
+}
+
+/// Makes `table` hold `new`'s values, keeping the decoration (comments) and
+/// spelling of keys that stay, and writing no default the file did not
+/// already spell out. A key of `defaults` that `new` lacks (serde leaves out
+/// empty names and `false`) and `table` has is set to its default; any
+/// other key `new` lacks is gone (an option unset).
+fn sync_keys(table: &mut toml_edit::Table, new: &toml_edit::Table, defaults: &[KeyDefault]) {
+    let default_of = |key: &str| defaults.iter().find(|(k, _)| *k == key).map(|(_, v)| v);
     let gone: Vec<String> = table
         .iter()
         .map(|(k, _)| k.to_owned())
-        .filter(|k| !new.contains_key(k))
+        .filter(|k| !new.contains_key(k) && default_of(k).is_none())
         .collect();
     for key in gone {
         table.remove(&key);
     }
+    for (key, default) in defaults {
+        if !new.contains_key(key) && table.contains_key(key) {
+            set_value(table, key, default);
+        }
+    }
     for (key, item) in new.iter() {
-        match (table.get_mut(key), item.as_value()) {
-            (Some(toml_edit::Item::Value(old)), Some(value)) => {
-                if old.to_string().trim() != value.to_string().trim() {
-                    let decor = old.decor().clone();
-                    *old = value.clone();
-                    *old.decor_mut() = decor;
-                }
-            }
-            _ => {
+        let value = item.as_value();
+        let is_default = default_of(key)
+            .zip(value)
+            .is_some_and(|(default, value)| same_value(default, value));
+        if is_default && !table.contains_key(key) {
+            continue;
+        }
+        match value {
+            Some(value) => set_value(table, key, value),
+            None => {
                 table.insert(key, item.clone());
             }
         }
     }
 }
 
-fn merge_table(doc: &mut toml_edit::Table, fresh: &toml_edit::Table, name: &str) {
+/// Sets `key` to `value`, leaving an equal value as written (`'1'` stays
+/// `'1'`, `3_000` stays `3_000`) and keeping the comments around a changed one.
+fn set_value(table: &mut toml_edit::Table, key: &str, value: &toml_edit::Value) {
+    match table.get_mut(key) {
+        Some(toml_edit::Item::Value(old)) => {
+            if !same_value(old, value) {
+                let decor = old.decor().clone();
+                *old = value.clone();
+                *old.decor_mut() = decor;
+            }
+        }
+        _ => {
+            table.insert(key, toml_edit::Item::Value(value.clone()));
+        }
+    }
+}
+
+/// Whether two values mean the same, however they are spelled.
+fn same_value(a: &toml_edit::Value, b: &toml_edit::Value) -> bool {
+    use toml_edit::Value;
+    match (a, b) {
+        (Value::String(a), Value::String(b)) => a.value() == b.value(),
+        (Value::Integer(a), Value::Integer(b)) => a.value() == b.value(),
+        (Value::Float(a), Value::Float(b)) => a.value() == b.value(),
+        (Value::Boolean(a), Value::Boolean(b)) => a.value() == b.value(),
+        _ => a.to_string().trim() == b.to_string().trim(),
+    }
+}
+
+/// Merges the table `name` of `fresh` into `doc`'s. A table that holds only
+/// defaults (an empty `[panel]`) is not added to a file that lacks it.
+fn merge_table(
+    doc: &mut toml_edit::Table,
+    fresh: &toml_edit::Table,
+    name: &str,
+    defaults: &[KeyDefault],
+) {
     let Some(new) = fresh.get(name).and_then(|i| i.as_table()) else {
         doc.remove(name);
         return;
     };
     match doc.get_mut(name).and_then(|i| i.as_table_mut()) {
-        Some(old) => sync_keys(old, new),
+        Some(old) => sync_keys(old, new, defaults),
         None => {
-            doc.insert(name, toml_edit::Item::Table(new.clone()));
+            let mut table = toml_edit::Table::new();
+            sync_keys(&mut table, new, defaults);
+            if !table.is_empty() {
+                doc.insert(name, toml_edit::Item::Table(table));
+            }
         }
     }
 }
@@ -161,7 +249,6 @@ pub fn write_atomically(path: &Path, contents: &[u8]) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::RelayConfig;
 
     /// Saving keeps comments of the existing file and round-trips.
     #[test]
@@ -185,6 +272,72 @@ mod tests {
         config.relays.remove(0);
         config.save(&path).unwrap();
         assert_eq!(Config::load(&path).unwrap(), config);
+    }
+
+    /// A minimal file, with comments, odd spellings and a default spelled
+    /// out.
+    const MINIMAL: &str = "# lab panel\n[broker]\nurl = \"mqtt://127.0.0.1:1883\" # lab\n\n[[relay]]\nid = \"a\"\nrequest_topic = 'dev/a'\npayload_on = \"1\" # spelled out\ntimeout_ms = 1_500\n\n[[relay]]\nid = \"b\"\nrequest_topic = \"dev/b\"\n";
+
+    /// Saving an unchanged configuration gives back the file byte for
+    /// byte: no default is added (no `payload_on = "1"` in every relay, no
+    /// `request_timeout_ms = 3000`, no empty `[panel]`), nothing re-spelled.
+    #[test]
+    fn unchanged_save_is_byte_identical() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, MINIMAL).unwrap();
+        let config = Config::load(&path).unwrap();
+        config.save(&path).unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), MINIMAL);
+    }
+
+    /// A relay added (as the settings window adds one) gets its id, name,
+    /// request topic and the values that differ from the defaults: nothing
+    /// else is written, and the rest of the file is untouched.
+    #[test]
+    fn added_relay_gets_only_non_default_keys() {
+        let mut config = Config::parse(MINIMAL, Path::new("c.toml")).unwrap();
+        let mut plain = RelayConfig::new("c", "dev/c");
+        plain.name = "Pump".into();
+        let mut custom = RelayConfig::new("d", "dev/d");
+        custom.payload_on = "ON".into();
+        custom.confirm = true;
+        config.relays.push(plain);
+        config.relays.push(custom);
+        let text = config.render(MINIMAL);
+        let added = "\n[[relay]]\nid = \"c\"\nname = \"Pump\"\nrequest_topic = \"dev/c\"\n\
+                     \n[[relay]]\nid = \"d\"\nrequest_topic = \"dev/d\"\npayload_on = \"ON\"\nconfirm = true\n";
+        assert_eq!(text, format!("{MINIMAL}{added}"));
+        assert_eq!(Config::parse(&text, Path::new("c.toml")).unwrap(), config);
+    }
+
+    /// A new file holds only what differs from the defaults; the keys the
+    /// schema always serialises but has a default for are all known to
+    /// `render` (a field added with a default and not listed fails here).
+    #[test]
+    fn new_file_holds_only_non_defaults() {
+        let mut config = Config::new("mqtt://h");
+        config.relays.push(RelayConfig::new("a", "dev/a"));
+        assert_eq!(
+            config.render(""),
+            "[broker]\nurl = \"mqtt://h\"\n\n[[relay]]\nid = \"a\"\nrequest_topic = \"dev/a\"\n"
+        );
+    }
+
+    /// A key the file spells out keeps being written when it is set back
+    /// to its default, with its comment; an unset option is removed.
+    #[test]
+    fn spelled_out_key_stays_when_set_to_default() {
+        let original = "[broker]\nurl = \"mqtt://h\"\nrequest_timeout_ms = 1500 # slow site\n\n[[relay]]\nid = \"a\"\nrequest_topic = \"dev/a\"\npayload_on = \"ON\"\npayload_query = \"?\"\nconfirm = true # boiler\n";
+        let mut config = Config::parse(original, Path::new("c.toml")).unwrap();
+        config.broker.request_timeout_ms = DEFAULT_TIMEOUT_MS;
+        config.relays[0].payload_on = "1".into();
+        config.relays[0].payload_query = None;
+        config.relays[0].confirm = false;
+        assert_eq!(
+            config.render(original),
+            "[broker]\nurl = \"mqtt://h\"\nrequest_timeout_ms = 3000 # slow site\n\n[[relay]]\nid = \"a\"\nrequest_topic = \"dev/a\"\npayload_on = \"1\"\nconfirm = false # boiler\n"
+        );
     }
 
     /// An invalid configuration is never written.

@@ -7,6 +7,9 @@ use super::intent::Intent;
 use super::model::Model;
 use crate::relay::{format_rtt, format_time};
 
+/// Gap between the detail window and the edges of the panel's window.
+const MARGIN: f32 = 12.0;
+
 /// Draws the detail window of `relay`.
 pub fn show(ctx: &egui::Context, model: &Model, relay: usize) -> Option<Intent> {
     let (Some(config), Some(status)) = (model.config.relays.get(relay), model.statuses.get(relay))
@@ -15,11 +18,17 @@ pub fn show(ctx: &egui::Context, model: &Model, relay: usize) -> Option<Intent> 
     };
     let mut intent = None;
     let mut open = true;
+    // First shown in the bottom-right corner, clear of the top bar (the
+    // connection state, Settings) that a technician watches while the
+    // window is open; moved from there, it stays where it was put.
+    let corner = ctx.content_rect().right_bottom() - egui::vec2(MARGIN, MARGIN);
     egui::Window::new(format!("{} — details", config.display_name()))
         .id(egui::Id::unique("relay_detail"))
         .open(&mut open)
         .collapsible(false)
         .default_width(460.0)
+        .pivot(egui::Align2::RIGHT_BOTTOM)
+        .default_pos(corner)
         .show(ctx, |ui| {
             egui::Grid::new("detail_grid")
                 .num_columns(2)

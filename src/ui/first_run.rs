@@ -35,15 +35,19 @@ pub fn show(ui: &mut egui::Ui, source: &Source) -> Option<Intent> {
                     }
                 });
                 ui.add_space(12.0);
-                ui.label("Example:");
-                ui.code(crate::config::EXAMPLE);
+                let example = crate::config::EXAMPLE;
+                // TOML lines are not sentences: they never wrap (the block scrolls).
+                let text = egui::Label::new(RichText::new(example.trim_end()).monospace());
+                code_block(ui, "Example", text.extend(), Some(example));
             }
             Source::Broken(path, error) => {
                 ui.heading("The configuration has a problem");
                 ui.add_space(8.0);
                 ui.label(format!("{} could not be used:", path.display()));
                 ui.add_space(4.0);
-                ui.label(RichText::new(error).monospace().color(egui::Color32::from_rgb(220, 60, 60)));
+                let red = egui::Color32::from_rgb(220, 60, 60);
+                let text = egui::Label::new(RichText::new(error).monospace().color(red));
+                code_block(ui, "Error", text.wrap(), None);
                 ui.add_space(12.0);
                 ui.horizontal(|ui| {
                     if ui.button("Reload").on_hover_text("Read the file again after fixing it").clicked() {
@@ -58,4 +62,36 @@ pub fn show(ui: &mut egui::Ui, source: &Source) -> Option<Intent> {
         }
     });
     intent
+}
+
+/// Longest a code block gets before it scrolls.
+const CODE_MAX_HEIGHT: f32 = 320.0;
+
+/// `text` as a code block: every line starting at the frame's left edge
+/// (the centred column around it would centre each line), in a frame
+/// under `title`, scrolling when long; with a Copy button that puts `copy`
+/// on the clipboard, when given.
+fn code_block(ui: &mut egui::Ui, title: &str, text: egui::Label, copy: Option<&str>) {
+    ui.with_layout(egui::Layout::top_down(egui::Align::Min), |ui| {
+        let frame = egui::Frame::group(ui.style()).fill(ui.visuals().extreme_bg_color);
+        frame.show(ui, |ui| {
+            ui.set_width(ui.available_width());
+            ui.horizontal(|ui| {
+                ui.label(RichText::new(title).strong());
+                if let Some(copy) = copy
+                    && ui
+                        .button("Copy")
+                        .on_hover_text("Copy this text to the clipboard")
+                        .clicked()
+                {
+                    ui.ctx().copy_text(copy.to_owned());
+                }
+            });
+            egui::ScrollArea::both()
+                .id_salt(title)
+                .max_height(CODE_MAX_HEIGHT)
+                .auto_shrink([false, true])
+                .show(ui, |ui| ui.add(text.halign(egui::Align::Min)));
+        });
+    });
 }
