@@ -1,6 +1,6 @@
 //! `relay-panel --demo`: an MQTT 5 broker embedded in the process (rumqttd,
-//! nothing to install) on a free loopback port, plus simulated relays with
-//! a little latency and an occasional failure.
+//! nothing to install) on a free loopback port, plus simulated relays of
+//! every kind with a little latency and one broken device.
 
 use std::collections::HashMap;
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -84,47 +84,68 @@ pub fn start_broker(port: u16, protocol: Protocol) -> std::io::Result<SocketAddr
     Ok(addr)
 }
 
-/// The demo's relays: a small plant with a few groups.
+/// The demo's relays: one group per kind of device, two or three relays
+/// each, so a newcomer sees *confirmed* (the own contract, Shelly) and
+/// *reported* (Tasmota without MQTT 5, command/state) side by side. One
+/// relay asks before switching (`door-1`), one device is broken
+/// (`beacon`, see [`start`]).
 pub fn demo_config(port: u16) -> Config {
     let mut config = Config::new(&format!("mqtt://127.0.0.1:{port}"));
-    let plant: &[(&str, &[(&str, &str)])] = &[
+    let own = |id: &str| {
+        let mut relay = RelayConfig::new(id, &format!("demo/{id}/relay"));
+        relay.payload_query = Some("?".to_owned());
+        relay
+    };
+    let state = |id: &str| RelayConfig::state(id, &format!("demo/{id}/set"), &format!("demo/{id}/state"));
+    let plant: [(&str, Vec<(&str, RelayConfig)>); 4] = [
         (
-            "Basement",
-            &[
-                ("pump-1", "Sump pump"),
-                ("pump-2", "Booster pump"),
-                ("heater-1", "Tank heater"),
+            "Own contract (mqtt5)",
+            vec![
+                ("Sump pump", own("pump-1")),
+                ("Tank heater", own("heater-1")),
+                ("Warning beacon", own("beacon")),
             ],
         ),
         (
-            "Ground floor",
-            &[
-                ("light-hall", "Hall lights"),
-                ("light-office", "Office lights"),
-                ("fan-1", "Extract fan"),
-                ("door-1", "Loading door"),
+            "Shelly",
+            vec![
+                ("Hall lights", RelayConfig::shelly("light-hall", SHELLY_PRO2, 0)),
+                ("Office lights", RelayConfig::shelly("light-office", SHELLY_PRO2, 1)),
+                ("Extract fan", RelayConfig::shelly("fan-1", "shellyplus1-a8032ab1c3d4", 0)),
             ],
         ),
         (
-            "Roof",
-            &[("ahu-1", "Air handler"), ("beacon", "Warning beacon")],
+            "Tasmota",
+            vec![
+                ("Booster pump", RelayConfig::tasmota("pump-2", TASMOTA, Some(1))),
+                ("Air handler", RelayConfig::tasmota("ahu-1", TASMOTA, Some(2))),
+            ],
+        ),
+        (
+            "Command/state",
+            vec![
+                ("Loading door", state("door-1")),
+                ("Bench supply", state("bench-1")),
+            ],
         ),
     ];
     for (group, relays) in plant {
-        for (id, name) in relays.iter() {
-            let mut relay = RelayConfig::new(id, &format!("demo/{id}/relay"));
-            relay.name = (*name).to_owned();
-            relay.group = (*group).to_owned();
-            relay.payload_query = Some("?".to_owned());
+        for (name, mut relay) in relays {
+            relay.name = name.to_owned();
+            relay.group = group.to_owned();
             config.relays.push(relay);
         }
     }
-    // One relay that asks before switching, one whose device is broken.
     if let Some(door) = config.relays.iter_mut().find(|r| r.id == "door-1") {
         door.confirm = true;
     }
     config
 }
+
+/// The demo's two-channel Shelly Pro 2 (its topic prefix: the device id).
+const SHELLY_PRO2: &str = "shellypro2-c8f09e8a1b2c";
+/// The demo's two-relay Tasmota (its `%topic%`).
+const TASMOTA: &str = "tasmota_8A3F21";
 
 /// A running demo: the embedded broker and the simulated devices.
 pub struct Demo {
@@ -144,6 +165,9 @@ pub fn start() -> anyhow::Result<Demo> {
         latency: Duration::from_millis(40),
         jitter: Duration::from_millis(120),
         fail: ["beacon".to_owned()].into_iter().collect(),
+        // The firmware most Tasmotas in the field run: their answers are
+        // reports, beside the Shellys' confirmations.
+        tasmota_mqtt5: false,
         ..Faults::default()
     };
     let (devices, _records) = sim::spawn(SimOptions {

@@ -9,12 +9,18 @@ use relay_panel::config::Config;
 use relay_panel::paths;
 use relay_panel::sim::{self, Faults, SimOptions, SimReply};
 
-/// Simulate a device for every relay in a Relay Panel configuration.
+/// Simulate a device for every relay in a Relay Panel configuration, each
+/// the way its kind of device speaks.
 ///
-/// Each relay starts off, switches on payload_on / payload_off, answers
-/// payload_query with its state, and replies on the request's Response Topic
-/// with the request's Correlation Data (none if the request had none, so
-/// `mosquitto_rr` works against it).
+/// Every relay starts off. kind mqtt5: switches on payload_on /
+/// payload_off, answers payload_query with its state, and replies on the
+/// request's Response Topic with the request's Correlation Data (none if
+/// the request had none, so `mosquitto_rr` works against it). shelly:
+/// answers JSON-RPC Switch.Set / Switch.GetStatus / Switch.Toggle on
+/// <device>/rpc, on <src>/rpc. tasmota: acts on cmnd/<device>/POWER<n> and
+/// answers on stat/<device>/RESULT and stat/<device>/POWER<n> (and, with
+/// --tasmota-mqtt5, on the Response Topic). state: acts on command_topic,
+/// publishes its state on state_topic (retained).
 #[derive(Parser, Debug)]
 #[command(
     version,
@@ -42,9 +48,16 @@ struct Args {
     /// Probability (0-1) that an answer carries the wrong correlation data.
     #[arg(long, value_name = "P", default_value_t = 0.0)]
     wrong_correlation: f64,
-    /// Relay id that always answers an error text (repeatable).
+    /// Relay id that never switches (repeatable): it answers an error
+    /// (mqtt5: a text, shelly: error -105) or reports its unchanged state
+    /// (tasmota, state).
     #[arg(long, value_name = "ID")]
     fail: Vec<String>,
+    /// Tasmota devices run a build with MQTT 5: they also answer the
+    /// request's Response Topic with its Correlation Data, right after
+    /// stat/<device>/RESULT.
+    #[arg(long)]
+    tasmota_mqtt5: bool,
     /// Seed for reproducible faults.
     #[arg(long, value_name = "N")]
     seed: Option<u64>,
@@ -88,6 +101,7 @@ async fn main() -> anyhow::Result<()> {
         wrong_correlation: probability("wrong-correlation", args.wrong_correlation)?,
         fail: args.fail.iter().cloned().collect(),
         seed: args.seed,
+        tasmota_mqtt5: args.tasmota_mqtt5,
     };
     let relays = config.relays.len();
     let url = config.broker.url.clone();
@@ -114,9 +128,20 @@ async fn main() -> anyhow::Result<()> {
                         SimReply::Garbage => "answered garbage".to_owned(),
                         SimReply::WrongCorrelation => "answered with wrong correlation".to_owned(),
                         SimReply::Expired { expires_at } => format!("expired at {expires_at}: not actuated, not answered"),
+                        SimReply::Ignored { reason } => format!("ignored ({reason}): not actuated, not answered"),
                     };
-                    let correlation = record.correlation.as_ref().map(|c| c.iter().take(4).map(|b| format!("{b:02x}")).collect::<String>()).unwrap_or_else(|| "none".into());
-                    println!("{} <- {:?} corr={correlation} now {}: {what}", record.relay_id, record.request, record.state_after);
+                    let tie = match &record.rpc_id {
+                        Some(id) => format!("rpc id={id}"),
+                        None => {
+                            let correlation = record.correlation.as_ref().map(|c| c.iter().take(4).map(|b| format!("{b:02x}")).collect::<String>()).unwrap_or_else(|| "none".into());
+                            format!("corr={correlation}")
+                        }
+                    };
+                    let reported = match record.reply {
+                        SimReply::Answer { .. } if !record.correlated => " (a report: tied to no request)",
+                        _ => "",
+                    };
+                    println!("{} <- {:?} {tie} now {}: {what}{reported}", record.relay_id, record.request, record.state_after);
                 }
             }
             _ = tokio::signal::ctrl_c() => break,
