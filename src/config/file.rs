@@ -8,7 +8,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::{Config, ConfigError, DEFAULT_TIMEOUT_MS, RelayConfig};
+use super::{Config, ConfigError, DEFAULT_TIMEOUT_MS, Kind, RelayConfig};
 
 impl Config {
     /// A warning when this file holds a password and others may read it.
@@ -79,11 +79,15 @@ impl Config {
             .and_then(|i| i.as_array_of_tables())
             .map(|a| a.iter().cloned().collect())
             .unwrap_or_default();
-        let defaults = relay_defaults();
         let mut relays = toml_edit::ArrayOfTables::new();
         let fresh_relays = fresh.get("relay").and_then(|i| i.as_array_of_tables());
-        for new in fresh_relays.into_iter().flat_map(|a| a.iter()) {
+        for (new, relay) in fresh_relays
+            .into_iter()
+            .flat_map(|a| a.iter())
+            .zip(&self.relays)
+        {
             let id = new.get("id").and_then(|v| v.as_str());
+            let defaults = relay_defaults(relay.kind);
             let mut table = old
                 .iter()
                 .find(|t| t.get("id").and_then(|v| v.as_str()) == id)
@@ -108,18 +112,26 @@ fn broker_defaults() -> [KeyDefault; 1] {
     [("request_timeout_ms", timeout.into())]
 }
 
-/// `[[relay]]` keys with a default, as [`RelayConfig::new`] has them. Empty
-/// names and `confirm = false` are listed too: serde leaves them out, and a
-/// file that spells them out keeps them.
-fn relay_defaults() -> [KeyDefault; 5] {
-    let relay = RelayConfig::new("", "");
+/// `[[relay]]` keys with a default for a relay of `kind`, as
+/// [`RelayConfig::of_kind`] has them (the payloads follow the kind). Empty
+/// names, `kind = "mqtt5"` and `confirm = false` are listed too: serde
+/// leaves them out, and a file that spells them out keeps them. Keys of
+/// other kinds are not listed, so a file that spells one out loses it
+/// when the relay changes kind.
+fn relay_defaults(kind: Kind) -> Vec<KeyDefault> {
+    let relay = RelayConfig::of_kind("", kind);
     [
         ("name", relay.name.as_str().into()),
         ("group", relay.group.as_str().into()),
+        ("kind", Kind::default().as_str().into()),
+        ("switch", i64::from(relay.switch).into()),
         ("payload_on", relay.payload_on.as_str().into()),
         ("payload_off", relay.payload_off.as_str().into()),
         ("confirm", relay.confirm.into()),
     ]
+    .into_iter()
+    .filter(|(key, _)| kind.has_key(key))
+    .collect()
 }
 
 /// Makes `table` hold `new`'s values, keeping the decoration (comments) and

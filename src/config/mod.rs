@@ -9,13 +9,15 @@
 //! Layout: this file holds the schema (the serde structs), loading and
 //! [`ConfigError`]; `rules.rs` the validation rules and where in the file a
 //! broken one is; `file.rs` saving and the permission warning; `broker.rs`
-//! the broker URL and password sources; `stamp.rs` what the file held when
+//! the broker URL and password sources; `kind.rs` the relay kinds (their
+//! keys, defaults and derived topics); `stamp.rs` what the file held when
 //! read, to notice edits made by others. The submodules are private and
 //! everything public is re-exported here, so callers keep naming it
 //! `config::…` whichever file it lives in.
 
 mod broker;
 mod file;
+mod kind;
 mod rules;
 mod stamp;
 
@@ -27,6 +29,7 @@ use serde::{Deserialize, Serialize};
 
 pub use broker::{BrokerAddress, PasswordError, Scheme, UrlError, parse_broker_url};
 pub use file::write_atomically;
+pub use kind::Kind;
 use rules::SpanFinder;
 pub use rules::{Place, Problem, RESERVED_PREFIX};
 pub use stamp::{FileLook, FileStamp};
@@ -115,58 +118,110 @@ pub struct PanelConfig {
     pub operator: Option<String>,
 }
 
-/// One `[[relay]]`.
+/// One `[[relay]]`. Flat: every kind's keys are fields here, and a kind
+/// leaves the others at their defaults ([`Config::validate`] names a key
+/// set for the wrong kind). On disk it goes through [`kind::RelayFile`],
+/// which fills the payload defaults of the relay's kind and writes only the
+/// keys that belong to it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(from = "kind::RelayFile", into = "kind::RelayFile")]
 pub struct RelayConfig {
     /// Stable identifier (used by relayctl, the store and widget ids).
     pub id: String,
     /// What the technician reads; defaults to the id.
-    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub name: String,
     /// Heading the relay is listed under.
-    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub group: String,
-    /// Topic the device listens on; unique, no wildcards.
+    /// How the device is spoken to; decides which keys below apply.
+    pub kind: Kind,
+    /// `mqtt5`: topic the device listens on; unique, no wildcards. Empty
+    /// for the other kinds (see [`RelayConfig::publish_topic`]).
     pub request_topic: String,
-    /// Payload that means "on" in both directions.
-    #[serde(default = "default_on")]
+    /// `shelly`, `tasmota`: the device's MQTT topic (Shelly's prefix,
+    /// Tasmota's `%topic%`).
+    pub device: String,
+    /// `shelly`: the Switch component id (default 0).
+    pub switch: u32,
+    /// `tasmota`: which `POWER<n>`; `None` for a one-relay device (`POWER`).
+    pub power: Option<u32>,
+    /// `state`: where the command is published.
+    pub command_topic: String,
+    /// `state`: where the device publishes its state.
+    pub state_topic: String,
+    /// Payload that means "on" in both directions (`mqtt5`: `1`, `state`:
+    /// `ON`; fixed for `shelly` and `tasmota`, see [`Kind::default_payloads`]).
     pub payload_on: String,
-    /// Payload that means "off" in both directions.
-    #[serde(default = "default_off")]
+    /// Payload that means "off" in both directions (`mqtt5`: `0`, `state`:
+    /// `OFF`).
     pub payload_off: String,
-    /// Payload that asks the state without changing it. Opt-in: a device
-    /// written for the plain pattern may take any unknown payload as "off".
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// `mqtt5`, `state`: payload that asks the state without changing it.
+    /// Opt-in: a device written for the plain pattern may take any unknown
+    /// payload as "off". (`shelly` and `tasmota` can always be asked.)
     pub payload_query: Option<String>,
     /// Per-relay timeout overriding the broker's `request_timeout_ms`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout_ms: Option<u64>,
     /// Ask the technician before every switch of this relay.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub confirm: bool,
 }
 
 fn default_timeout_ms() -> u64 {
     DEFAULT_TIMEOUT_MS
 }
-fn default_on() -> String {
-    "1".to_owned()
-}
-fn default_off() -> String {
-    "0".to_owned()
-}
 
 impl RelayConfig {
-    /// A relay with default payloads.
+    /// A relay of kind `mqtt5` with default payloads.
     pub fn new(id: &str, request_topic: &str) -> Self {
+        RelayConfig {
+            request_topic: request_topic.to_owned(),
+            ..RelayConfig::of_kind(id, Kind::Mqtt5)
+        }
+    }
+
+    /// A relay of kind `shelly`: switch `switch` of the Shelly whose topic
+    /// prefix is `device`.
+    pub fn shelly(id: &str, device: &str, switch: u32) -> Self {
+        RelayConfig {
+            device: device.to_owned(),
+            switch,
+            ..RelayConfig::of_kind(id, Kind::Shelly)
+        }
+    }
+
+    /// A relay of kind `tasmota`: `POWER<power>` (or `POWER`) of the
+    /// Tasmota whose `%topic%` is `device`.
+    pub fn tasmota(id: &str, device: &str, power: Option<u32>) -> Self {
+        RelayConfig {
+            device: device.to_owned(),
+            power,
+            ..RelayConfig::of_kind(id, Kind::Tasmota)
+        }
+    }
+
+    /// A relay of kind `state`, with payloads `ON` / `OFF`.
+    pub fn state(id: &str, command_topic: &str, state_topic: &str) -> Self {
+        RelayConfig {
+            command_topic: command_topic.to_owned(),
+            state_topic: state_topic.to_owned(),
+            ..RelayConfig::of_kind(id, Kind::State)
+        }
+    }
+
+    /// A relay of `kind` with every key at its default (topics empty).
+    pub fn of_kind(id: &str, kind: Kind) -> Self {
+        let (on, off) = kind.default_payloads();
         RelayConfig {
             id: id.to_owned(),
             name: String::new(),
             group: String::new(),
-            request_topic: request_topic.to_owned(),
-            payload_on: default_on(),
-            payload_off: default_off(),
+            kind,
+            request_topic: String::new(),
+            device: String::new(),
+            switch: 0,
+            power: None,
+            command_topic: String::new(),
+            state_topic: String::new(),
+            payload_on: on.to_owned(),
+            payload_off: off.to_owned(),
             payload_query: None,
             timeout_ms: None,
             confirm: false,
@@ -284,7 +339,8 @@ impl Config {
                 message: e.message().trim().to_owned(),
             }
         })?;
-        let problems = config.validate();
+        let mut problems = config.validate();
+        problems.extend(rules::foreign_keys_in_file(text, &config));
         if problems.is_empty() {
             return Ok(config);
         }

@@ -137,7 +137,7 @@ impl Engine {
                 if let Some(id) = self.outbox.packets.acknowledged(pkid)
                     && let Some(request) = self.pending.cancel(&id)
                 {
-                    let topic = &self.config.relays[request.relay].request_topic;
+                    let topic = self.config.relays[request.relay].publish_topic();
                     let reason = format!(
                         "{reason} — the broker does not let this panel publish to {topic}; check its ACL"
                     );

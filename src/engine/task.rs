@@ -140,7 +140,7 @@ impl Engine {
             self.apply(relay, ended, false);
             return;
         }
-        if action.payload(relay_config).is_none() {
+        if action == Action::Query && !relay_config.can_query() {
             let reason = format!(
                 "relay {} has no payload_query configured, so it cannot be asked its state",
                 relay_config.id

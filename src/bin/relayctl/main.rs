@@ -289,7 +289,7 @@ fn one_shot(args: &Args, id: &str, action: Action) -> u8 {
 fn request(args: &Args, id: &str, action: Action) -> anyhow::Result<(Config, AuditEntry)> {
     let config = load_config(args)?;
     let index = find_relay(&config, id).map_err(anyhow::Error::msg)?;
-    if action == Action::Query && config.relays[index].payload_query.is_none() {
+    if action == Action::Query && !config.relays[index].can_query() {
         anyhow::bail!(
             "relay {id} has no payload_query in its configuration, so it cannot be asked; \
              `relayctl status` shows its last acknowledged state"
@@ -359,8 +359,8 @@ fn print_outcome(config: &Config, entry: &AuditEntry) {
                 timeout.as_secs_f64(),
                 config
                     .relay(id)
-                    .map(|r| r.request_topic.as_str())
-                    .unwrap_or("?")
+                    .map(|r| r.publish_topic())
+                    .unwrap_or_else(|| "?".to_owned())
             );
         }
         (Outcome::DeviceError, _, rtt) => {
