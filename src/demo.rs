@@ -96,7 +96,8 @@ pub fn demo_config(port: u16) -> Config {
         relay.payload_query = Some("?".to_owned());
         relay
     };
-    let state = |id: &str| RelayConfig::state(id, &format!("demo/{id}/set"), &format!("demo/{id}/state"));
+    let state =
+        |id: &str| RelayConfig::state(id, &format!("demo/{id}/set"), &format!("demo/{id}/state"));
     let plant: [(&str, Vec<(&str, RelayConfig)>); 4] = [
         (
             "Own contract (mqtt5)",
@@ -109,16 +110,31 @@ pub fn demo_config(port: u16) -> Config {
         (
             "Shelly",
             vec![
-                ("Hall lights", RelayConfig::shelly("light-hall", SHELLY_PRO2, 0)),
-                ("Office lights", RelayConfig::shelly("light-office", SHELLY_PRO2, 1)),
-                ("Extract fan", RelayConfig::shelly("fan-1", "shellyplus1-a8032ab1c3d4", 0)),
+                (
+                    "Hall lights",
+                    RelayConfig::shelly("light-hall", SHELLY_PRO2, 0),
+                ),
+                (
+                    "Office lights",
+                    RelayConfig::shelly("light-office", SHELLY_PRO2, 1),
+                ),
+                (
+                    "Extract fan",
+                    RelayConfig::shelly("fan-1", "shellyplus1-a8032ab1c3d4", 0),
+                ),
             ],
         ),
         (
             "Tasmota",
             vec![
-                ("Booster pump", RelayConfig::tasmota("pump-2", TASMOTA, Some(1))),
-                ("Air handler", RelayConfig::tasmota("ahu-1", TASMOTA, Some(2))),
+                (
+                    "Booster pump",
+                    RelayConfig::tasmota("pump-2", TASMOTA, Some(1)),
+                ),
+                (
+                    "Air handler",
+                    RelayConfig::tasmota("ahu-1", TASMOTA, Some(2)),
+                ),
             ],
         ),
         (

@@ -226,7 +226,9 @@ async fn shelly_answers_rpc_on_src() {
     rig.wire.subscribe(&format!("{device}/events/rpc")).await;
 
     let set = shelly_call(7, &src, "Switch.Set", json!({"id": 1, "on": true}));
-    rig.wire.publish(&format!("{device}/rpc"), set.clone()).await;
+    rig.wire
+        .publish(&format!("{device}/rpc"), set.clone())
+        .await;
     let reply = rig.wire.next().await;
     assert_eq!(topic(&reply), format!("{src}/rpc"));
     assert_eq!(
@@ -245,7 +247,9 @@ async fn shelly_answers_rpc_on_src() {
     assert_eq!(record.rpc_id.as_deref(), Some("7"));
     assert!(record.correlated);
     assert_eq!(record.state_after, RelayState::On);
-    assert!(matches!(&record.reply, SimReply::Answer { copies: 1, payload } if payload.contains("was_on")));
+    assert!(
+        matches!(&record.reply, SimReply::Answer { copies: 1, payload } if payload.contains("was_on"))
+    );
     assert_eq!(rig.devices.state("office"), Some(RelayState::On));
     assert_eq!(rig.devices.state("hall"), Some(RelayState::Off));
 
@@ -299,7 +303,9 @@ async fn shelly_errors_and_unanswerable_frames() {
     assert_eq!(rig.devices.state("broken"), Some(RelayState::Off));
     let record = rig.record().await;
     assert_eq!(record.state_after, RelayState::Off);
-    assert!(matches!(&record.reply, SimReply::Answer { payload, .. } if payload.contains(FAIL_TEXT)));
+    assert!(
+        matches!(&record.reply, SimReply::Answer { payload, .. } if payload.contains(FAIL_TEXT))
+    );
 
     let absent = shelly_call(2, &src, "Switch.Set", json!({"id": 3, "on": true}));
     rig.wire.publish(&format!("{fine}/rpc"), absent).await;
@@ -334,10 +340,34 @@ async fn shelly_errors_and_unanswerable_frames() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shelly_faults() {
     for (faults, what) in [
-        (Faults { wrong_correlation: 1.0, ..Faults::default() }, "wrong"),
-        (Faults { garbage: 1.0, ..Faults::default() }, "garbage"),
-        (Faults { duplicate: 1.0, ..Faults::default() }, "duplicate"),
-        (Faults { drop: 1.0, ..Faults::default() }, "drop"),
+        (
+            Faults {
+                wrong_correlation: 1.0,
+                ..Faults::default()
+            },
+            "wrong",
+        ),
+        (
+            Faults {
+                garbage: 1.0,
+                ..Faults::default()
+            },
+            "garbage",
+        ),
+        (
+            Faults {
+                duplicate: 1.0,
+                ..Faults::default()
+            },
+            "duplicate",
+        ),
+        (
+            Faults {
+                drop: 1.0,
+                ..Faults::default()
+            },
+            "drop",
+        ),
     ] {
         let mut rig = Rig::start(faults, |run| {
             vec![RelayConfig::shelly("s", &format!("shelly-{run}"), 0)]
@@ -404,7 +434,12 @@ async fn tasmota_reports_on_stat() {
     rig.wire.subscribe("panel/response").await;
 
     rig.wire
-        .request(&format!("cmnd/{device}/POWER2"), "ON", "panel/response", b"c1")
+        .request(
+            &format!("cmnd/{device}/POWER2"),
+            "ON",
+            "panel/response",
+            b"c1",
+        )
         .await;
     let result = rig.wire.next().await;
     assert_eq!(topic(&result), format!("stat/{device}/RESULT"));
@@ -413,7 +448,10 @@ async fn tasmota_reports_on_stat() {
     let power = rig.wire.next().await;
     assert_eq!(topic(&power), format!("stat/{device}/POWER2"));
     assert_eq!(text(&power), "ON");
-    assert!(rig.wire.rest().await.is_empty(), "no answer on the Response Topic");
+    assert!(
+        rig.wire.rest().await.is_empty(),
+        "no answer on the Response Topic"
+    );
     let record = rig.record().await;
     assert!(!record.correlated);
     assert_eq!(record.correlation.as_deref(), Some(&b"c1"[..]));
@@ -429,7 +467,9 @@ async fn tasmota_reports_on_stat() {
     rig.wire.publish(&format!("cmnd/{device}/POWER2"), "").await;
     assert_eq!(json(&rig.wire.next().await), json!({"POWER2": "ON"}));
     assert_eq!(text(&rig.wire.next().await), "ON");
-    rig.wire.publish(&format!("cmnd/{device}/POWER2"), "TOGGLE").await;
+    rig.wire
+        .publish(&format!("cmnd/{device}/POWER2"), "TOGGLE")
+        .await;
     assert_eq!(json(&rig.wire.next().await), json!({"POWER2": "OFF"}));
     assert_eq!(text(&rig.wire.next().await), "OFF");
 
@@ -451,14 +491,23 @@ async fn tasmota_mqtt5_answers_the_response_topic() {
         ..Faults::default()
     };
     let mut rig = Rig::start(faults, |run| {
-        vec![RelayConfig::tasmota("pump", &format!("tasmota_{run}"), Some(1))]
+        vec![RelayConfig::tasmota(
+            "pump",
+            &format!("tasmota_{run}"),
+            Some(1),
+        )]
     })
     .await;
     let device = rig.config.relays[0].device.clone();
     rig.wire.subscribe(&format!("stat/{device}/#")).await;
     rig.wire.subscribe("panel/response").await;
     rig.wire
-        .request(&format!("cmnd/{device}/POWER1"), "ON", "panel/response", b"corr-1")
+        .request(
+            &format!("cmnd/{device}/POWER1"),
+            "ON",
+            "panel/response",
+            b"corr-1",
+        )
         .await;
     let got: Vec<Publish> = [
         rig.wire.next().await,
@@ -481,9 +530,17 @@ async fn tasmota_mqtt5_answers_the_response_topic() {
     assert!(record.correlated);
 
     // Without a Response Topic there is nothing to answer but stat/….
-    rig.wire.publish(&format!("cmnd/{device}/POWER1"), "OFF").await;
-    assert_eq!(topic(&rig.wire.next().await), format!("stat/{device}/RESULT"));
-    assert_eq!(topic(&rig.wire.next().await), format!("stat/{device}/POWER1"));
+    rig.wire
+        .publish(&format!("cmnd/{device}/POWER1"), "OFF")
+        .await;
+    assert_eq!(
+        topic(&rig.wire.next().await),
+        format!("stat/{device}/RESULT")
+    );
+    assert_eq!(
+        topic(&rig.wire.next().await),
+        format!("stat/{device}/POWER1")
+    );
     assert!(!rig.record().await.correlated);
 
     let faults = Faults {
@@ -492,13 +549,22 @@ async fn tasmota_mqtt5_answers_the_response_topic() {
         ..Faults::default()
     };
     let mut rig = Rig::start(faults, |run| {
-        vec![RelayConfig::tasmota("pump", &format!("tasmota_{run}"), Some(1))]
+        vec![RelayConfig::tasmota(
+            "pump",
+            &format!("tasmota_{run}"),
+            Some(1),
+        )]
     })
     .await;
     let device = rig.config.relays[0].device.clone();
     rig.wire.subscribe("panel/response").await;
     rig.wire
-        .request(&format!("cmnd/{device}/POWER1"), "ON", "panel/response", b"corr-2")
+        .request(
+            &format!("cmnd/{device}/POWER1"),
+            "ON",
+            "panel/response",
+            b"corr-2",
+        )
         .await;
     let answer = rig.wire.next().await;
     assert_eq!(json(&answer), json!({"POWER1": "ON"}));
@@ -517,17 +583,41 @@ async fn tasmota_faults() {
     };
     for (faults, what) in [
         (fail, "fail"),
-        (Faults { garbage: 1.0, ..Faults::default() }, "garbage"),
-        (Faults { duplicate: 1.0, ..Faults::default() }, "duplicate"),
-        (Faults { drop: 1.0, ..Faults::default() }, "drop"),
+        (
+            Faults {
+                garbage: 1.0,
+                ..Faults::default()
+            },
+            "garbage",
+        ),
+        (
+            Faults {
+                duplicate: 1.0,
+                ..Faults::default()
+            },
+            "duplicate",
+        ),
+        (
+            Faults {
+                drop: 1.0,
+                ..Faults::default()
+            },
+            "drop",
+        ),
     ] {
         let mut rig = Rig::start(faults, |run| {
-            vec![RelayConfig::tasmota("pump", &format!("tasmota_{run}"), Some(1))]
+            vec![RelayConfig::tasmota(
+                "pump",
+                &format!("tasmota_{run}"),
+                Some(1),
+            )]
         })
         .await;
         let device = rig.config.relays[0].device.clone();
         rig.wire.subscribe(&format!("stat/{device}/#")).await;
-        rig.wire.publish(&format!("cmnd/{device}/POWER1"), "ON").await;
+        rig.wire
+            .publish(&format!("cmnd/{device}/POWER1"), "ON")
+            .await;
         let record = rig.record().await;
         let got = rig.wire.rest().await;
         match what {
@@ -578,7 +668,11 @@ async fn state_device_reports_on_state_topic() {
         bench.payload_off = "power_off".into();
         vec![
             bench,
-            RelayConfig::state("stuck", &format!("cmnd/{run}/stuck"), &format!("stat/{run}/stuck")),
+            RelayConfig::state(
+                "stuck",
+                &format!("cmnd/{run}/stuck"),
+                &format!("stat/{run}/stuck"),
+            ),
         ]
     })
     .await;
@@ -593,14 +687,20 @@ async fn state_device_reports_on_state_topic() {
 
     rig.wire.publish(&command, "power_on").await;
     let report = rig.wire.next().await;
-    assert_eq!((topic(&report), text(&report)), (state.clone(), "power_on".into()));
+    assert_eq!(
+        (topic(&report), text(&report)),
+        (state.clone(), "power_on".into())
+    );
     let record = rig.record().await;
     assert!(!record.correlated);
     assert_eq!(record.state_after, RelayState::On);
 
     rig.wire.publish(&command, "ON").await;
     assert!(matches!(rig.record().await.reply, SimReply::Ignored { .. }));
-    assert!(rig.wire.rest().await.is_empty(), "an unknown payload is ignored");
+    assert!(
+        rig.wire.rest().await.is_empty(),
+        "an unknown payload is ignored"
+    );
     assert_eq!(rig.devices.state("bench"), Some(RelayState::On));
 
     // A new subscriber gets the latest state, retained.
@@ -641,7 +741,9 @@ async fn reports_keep_the_order_of_the_commands() {
     rig.wire.subscribe(&bench.state_topic).await;
     rig.wire.subscribe(&format!("stat/{device}/POWER1")).await;
     let _retained = rig.wire.next().await;
-    let sequence = ["ON", "OFF", "ON", "ON", "OFF", "ON", "OFF", "OFF", "ON", "OFF"];
+    let sequence = [
+        "ON", "OFF", "ON", "ON", "OFF", "ON", "OFF", "OFF", "ON", "OFF",
+    ];
     for payload in sequence {
         rig.wire.publish(&bench.command_topic, payload).await;
         rig.wire
@@ -680,7 +782,9 @@ async fn every_kind_in_one_configuration() {
     let src = rig.src();
     rig.wire.subscribe("panel/response").await;
     rig.wire.subscribe(&format!("{src}/rpc")).await;
-    rig.wire.subscribe(&format!("stat/tasmota_{run}/RESULT")).await;
+    rig.wire
+        .subscribe(&format!("stat/tasmota_{run}/RESULT"))
+        .await;
     rig.wire.subscribe(&format!("stat/{run}/s")).await;
     assert_eq!(text(&rig.wire.next().await), "OFF", "retained state");
 
@@ -688,11 +792,16 @@ async fn every_kind_in_one_configuration() {
         .request(&format!("dev/{run}/own"), "1", "panel/response", b"own-1")
         .await;
     let answer = rig.wire.next().await;
-    assert_eq!((text(&answer), correlation(&answer)), ("1".into(), Some(Bytes::from_static(b"own-1"))));
+    assert_eq!(
+        (text(&answer), correlation(&answer)),
+        ("1".into(), Some(Bytes::from_static(b"own-1")))
+    );
     let set = shelly_call(1, &src, "Switch.Set", json!({"id": 0, "on": true}));
     rig.wire.publish(&format!("shelly-{run}/rpc"), set).await;
     assert_eq!(json(&rig.wire.next().await)["result"]["was_on"], false);
-    rig.wire.publish(&format!("cmnd/tasmota_{run}/POWER"), "ON").await;
+    rig.wire
+        .publish(&format!("cmnd/tasmota_{run}/POWER"), "ON")
+        .await;
     assert_eq!(json(&rig.wire.next().await), json!({"POWER": "ON"}));
     rig.wire.publish(&format!("cmnd/{run}/s"), "ON").await;
     assert_eq!(text(&rig.wire.next().await), "ON");
@@ -727,13 +836,22 @@ fn relay_sim_tasmota_mqtt5_flag() {
     let dir = tempfile::tempdir().unwrap();
     let run = format!("{:08x}", rand::random::<u32>());
     let mut config = Config::new(&broker.url());
-    config.relays = vec![RelayConfig::tasmota("pump", &format!("tasmota_{run}"), Some(1))];
+    config.relays = vec![RelayConfig::tasmota(
+        "pump",
+        &format!("tasmota_{run}"),
+        Some(1),
+    )];
     let path = dir.path().join("panel.toml");
     config.save(&path).unwrap();
     let rr = || {
         Command::new("mosquitto_rr")
             .args(["-V", "5", "-p", &broker.port.to_string()])
-            .args(["-t", &format!("cmnd/tasmota_{run}/POWER1"), "-e", "rr/response"])
+            .args([
+                "-t",
+                &format!("cmnd/tasmota_{run}/POWER1"),
+                "-e",
+                "rr/response",
+            ])
             .args(["-m", "ON", "-W", "1"])
             .output()
             .expect("mosquitto_rr (package mosquitto-clients)")
@@ -744,7 +862,11 @@ fn relay_sim_tasmota_mqtt5_flag() {
         if flag {
             sim.arg("--tasmota-mqtt5");
         }
-        let mut sim = sim.stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
+        let mut sim = sim
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
         let mut stderr = std::io::BufReader::new(sim.stderr.take().unwrap());
         let mut line = String::new();
         std::io::BufRead::read_line(&mut stderr, &mut line).unwrap();
@@ -753,8 +875,16 @@ fn relay_sim_tasmota_mqtt5_flag() {
         let _ = sim.kill();
         let _ = sim.wait();
         if answered {
-            assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
-            assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), r#"{"POWER1":"ON"}"#);
+            assert_eq!(
+                out.status.code(),
+                Some(0),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            assert_eq!(
+                String::from_utf8_lossy(&out.stdout).trim(),
+                r#"{"POWER1":"ON"}"#
+            );
         } else {
             assert_eq!(out.status.code(), Some(27), "timed out: no MQTT 5 answer");
         }

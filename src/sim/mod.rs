@@ -41,8 +41,10 @@ use crate::config::{Config, Kind, RelayConfig};
 use crate::mqtt::{self, NetEvent};
 use crate::protocol::{self, RelayState};
 
-pub use shelly::{INVALID_ARGUMENT as SHELLY_INVALID_ARGUMENT, NO_HANDLER as SHELLY_NO_HANDLER};
-pub use shelly::NOT_FOUND as SHELLY_NOT_FOUND;
+pub use shelly::{
+    INVALID_ARGUMENT as SHELLY_INVALID_ARGUMENT, NO_HANDLER as SHELLY_NO_HANDLER,
+    NOT_FOUND as SHELLY_NOT_FOUND,
+};
 
 /// Text a relay listed in `--fail` answers with (a Shelly: as the message
 /// of error [`SHELLY_NOT_FOUND`]).
@@ -425,7 +427,12 @@ impl Devices {
             .relays
             .iter()
             .filter(|relay| relay.kind == Kind::State)
-            .map(|relay| (relay.id.clone(), state::report(relay, self.state_of(&relay.id))))
+            .map(|relay| {
+                (
+                    relay.id.clone(),
+                    state::report(relay, self.state_of(&relay.id)),
+                )
+            })
             .collect();
         let now = tokio::time::Instant::now();
         for (id, report) in reports {
@@ -599,7 +606,7 @@ impl Devices {
             .unwrap_or_else(|e| e.into_inner())
             .insert(relay.id.clone(), after);
 
-        let Some((answer, mut messages)) = answer(&relay, &request, before, after, failing) else {
+        let Some((text, mut messages)) = answer(&relay, &request, before, after, failing) else {
             record(after, false, SimReply::NoResponseTopic);
             return;
         };
@@ -639,7 +646,7 @@ impl Devices {
                     .collect();
             }
             SimReply::Answer {
-                payload: answer,
+                payload: text,
                 copies,
             }
         };
@@ -723,7 +730,12 @@ fn answer(
                     .duration_since(std::time::UNIX_EPOCH)
                     .map(|d| d.as_secs_f64())
                     .unwrap_or_default();
-                messages.push(shelly::notify_status(&relay.device, relay.switch, after, ts));
+                messages.push(shelly::notify_status(
+                    &relay.device,
+                    relay.switch,
+                    after,
+                    ts,
+                ));
             }
             Some((text, messages))
         }

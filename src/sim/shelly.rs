@@ -134,7 +134,12 @@ pub(super) fn answer(device: &str, call: &Call, body: Result<Value, RpcError>) -
 }
 
 /// The `result` of a call that was carried out.
-pub(super) fn result(command: &Command, switch: u32, before: RelayState, after: RelayState) -> Value {
+pub(super) fn result(
+    command: &Command,
+    switch: u32,
+    before: RelayState,
+    after: RelayState,
+) -> Value {
     match command {
         Command::Query => json!({
             "id": switch,
@@ -174,7 +179,11 @@ pub(super) fn forge(payload: &[u8], rng: &mut StdRng) -> Bytes {
     };
     if rng.random_bool(0.5) {
         frame["id"] = match &frame["id"] {
-            Value::Number(n) => json!(n.as_u64().unwrap_or(0).wrapping_add(rng.random_range(1..1_000_000))),
+            Value::Number(n) => json!(
+                n.as_u64()
+                    .unwrap_or(0)
+                    .wrapping_add(rng.random_range(1..1_000_000))
+            ),
             other => json!(format!("{}-other", other.as_str().unwrap_or("id"))),
         };
     } else {
@@ -196,7 +205,8 @@ mod tests {
     /// Frames are read as the firmware does: `src`, `id` and the params.
     #[test]
     fn frames_are_read() {
-        let c = call(r#"{"id":7,"src":"panel-1","method":"Switch.Set","params":{"id":1,"on":true}}"#);
+        let c =
+            call(r#"{"id":7,"src":"panel-1","method":"Switch.Set","params":{"id":1,"on":true}}"#);
         assert_eq!(c.id, Some(json!(7)));
         assert_eq!(c.src.as_deref(), Some("panel-1"));
         assert_eq!((c.switch, c.on), (Some(1), Some(true)));
@@ -215,7 +225,8 @@ mod tests {
         assert_eq!(command(&missing_on).unwrap_err().code, INVALID_ARGUMENT);
         let unknown = call(r#"{"id":1,"src":"p","method":"Switch.Frobnicate","params":{"id":0}}"#);
         assert_eq!(command(&unknown).unwrap_err().code, NO_HANDLER);
-        let absent = call(r#"{"id":1,"src":"p","method":"Switch.Set","params":{"id":3,"on":true}}"#);
+        let absent =
+            call(r#"{"id":1,"src":"p","method":"Switch.Set","params":{"id":3,"on":true}}"#);
         assert_eq!(
             no_such_switch(&absent),
             RpcError {
@@ -229,7 +240,8 @@ mod tests {
     /// `dst`, on `<src>/rpc`; a notification gets none.
     #[test]
     fn answers_echo_id_and_src() {
-        let c = call(r#"{"id":42,"src":"panel-1","method":"Switch.Set","params":{"id":0,"on":true}}"#);
+        let c =
+            call(r#"{"id":42,"src":"panel-1","method":"Switch.Set","params":{"id":0,"on":true}}"#);
         let out = answer("shelly-a", &c, Ok(json!({"was_on": false}))).unwrap();
         assert_eq!(out.topic, "panel-1/rpc");
         let frame: Value = serde_json::from_slice(&out.payload).unwrap();
@@ -248,7 +260,8 @@ mod tests {
         .unwrap();
         let frame: Value = serde_json::from_slice(&err.payload).unwrap();
         assert_eq!(frame["error"], json!({"code": -105, "message": "x"}));
-        let notification = call(r#"{"src":"panel-1","method":"Switch.Set","params":{"id":0,"on":true}}"#);
+        let notification =
+            call(r#"{"src":"panel-1","method":"Switch.Set","params":{"id":0,"on":true}}"#);
         assert!(answer("shelly-a", &notification, Ok(json!({}))).is_none());
     }
 

@@ -65,6 +65,9 @@ mod tests {
         relay.payload_query = Some("?".into());
         assert_eq!(command(&relay, b"?"), Command::Query);
         let out = report(&relay, RelayState::On);
-        assert_eq!((out.topic.as_str(), &out.payload[..], out.retain), ("stat/QWERT/1", &b"ON"[..], true));
+        assert_eq!(
+            (out.topic.as_str(), &out.payload[..], out.retain),
+            ("stat/QWERT/1", &b"ON"[..], true)
+        );
     }
 }

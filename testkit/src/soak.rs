@@ -62,6 +62,7 @@ impl SoakOptions {
                 wrong_correlation: 0.02,
                 fail: ["soak-0".to_owned()].into_iter().collect(),
                 seed,
+                tasmota_mqtt5: false,
             },
             outages,
             outage_length: Duration::from_millis(300),
@@ -310,6 +311,7 @@ pub async fn run(
             SimReply::WrongCorrelation => "wrong correlation",
             SimReply::NoResponseTopic => "no response topic",
             SimReply::Expired { .. } => "expired, not actuated",
+            SimReply::Ignored { .. } => "ignored",
         };
         *report.device.entry(what).or_default() += 1;
         if let Some(c) = &record.correlation {
