@@ -51,6 +51,7 @@ fn panel(rt: &tokio::runtime::Runtime, n: usize) -> Panel {
                 } else {
                     RelayState::Off
                 },
+                evidence: relay_panel::outcome::Evidence::Correlated,
                 requested: now - Duration::from_secs(i as u64 % 600),
                 at: now - Duration::from_secs(i as u64 % 600),
                 rtt: Duration::from_micros(300 + i as u64 % 700),

@@ -114,6 +114,21 @@ impl PendingRequests {
         self.in_flight.contains_key(id)
     }
 
+    /// The request in flight of `relay`, if any.
+    pub fn in_flight_of(&self, relay: usize) -> Option<(CorrelationId, InFlight)> {
+        let id = self.by_relay.get(&relay)?;
+        self.in_flight.get(id).map(|request| (*id, *request))
+    }
+
+    /// The request with this id, in flight or remembered, without
+    /// resolving it (to check who may answer it first).
+    pub fn peek(&self, id: &CorrelationId) -> Option<InFlight> {
+        self.in_flight
+            .get(id)
+            .or_else(|| self.recent.get(id))
+            .copied()
+    }
+
     /// Number of requests in flight.
     pub fn in_flight(&self) -> usize {
         self.in_flight.len()

@@ -199,6 +199,13 @@ pub fn response_topic(client_id: &str) -> String {
     format!("relay-panel/{client_id}/response")
 }
 
+/// This panel's JSON-RPC `src` (Shelly answers on `<src>/rpc`): unique
+/// per running panel like the response topic, under the same reserved
+/// prefix, so no relay's topic can be it.
+pub fn rpc_src(client_id: &str) -> String {
+    format!("relay-panel/{client_id}")
+}
+
 /// A client id unique to this process: `relay-panel-` and 12 random hex digits.
 pub fn random_client_id(prefix: &str) -> String {
     let bytes: [u8; 6] = rand::random();

@@ -7,8 +7,9 @@
 //!                                          late answer to that request ──▶ Late{answer, at, late_by}
 //! ```
 //! Alongside the phase, `last_acknowledged` holds the last state a device
-//! confirmed. It changes only on a confirmation (current, or late when it
-//! is newer than what is known) — never on a request, a timeout or an error.
+//! confirmed or reported, with its [`Evidence`]. It changes only on a
+//! confirmation or a report (current, or a late confirmation when it is
+//! newer than what is known) — never on a request, a timeout or an error.
 //!
 //! "Newer" means *requested later*: answers overtake each other (a late
 //! answer to an old request can arrive after the answer to a newer one),
@@ -18,15 +19,18 @@
 use std::fmt;
 use std::time::{Duration, SystemTime};
 
-use crate::outcome::Outcome;
+use crate::outcome::{Evidence, Outcome};
 use crate::pending::AlreadyPending;
 use crate::protocol::{Action, CorrelationId, RelayState};
 
-/// A state some device confirmed.
+/// A state some device confirmed or reported.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Acknowledgement {
     /// The state the device reported.
     pub state: RelayState,
+    /// How it is tied to the request: a correlated reply (confirmed) or
+    /// the device's state message (reported). The badge says which.
+    pub evidence: Evidence,
     /// When the request this answers was sent: acknowledgements are
     /// ordered by it (see the module doc).
     pub requested: SystemTime,
@@ -109,10 +113,12 @@ pub enum Phase {
         /// When it will end as "no response".
         deadline: SystemTime,
     },
-    /// The last request was confirmed.
+    /// The last request was confirmed (or reported: see `evidence`).
     Confirmed {
         /// The state the device reported.
         state: RelayState,
+        /// A correlated reply, or the device's state message.
+        evidence: Evidence,
         /// When.
         at: SystemTime,
         /// Round trip.
@@ -155,7 +161,9 @@ impl fmt::Display for Phase {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Phase::Idle | Phase::Pending { .. } => Ok(()),
-            Phase::Confirmed { rtt, .. } => write!(f, "confirmed in {}", format_rtt(*rtt)),
+            Phase::Confirmed { rtt, evidence, .. } => {
+                write!(f, "{} in {}", evidence.verb(), format_rtt(*rtt))
+            }
             Phase::Failed { reason, .. } => write!(f, "{reason}"),
             Phase::Late {
                 answer, late_by, ..
@@ -227,18 +235,25 @@ impl RelayStatus {
         Ok(())
     }
 
-    /// The device confirmed `state` for the request in flight (sent at
-    /// `requested`). Returns whether it became the last acknowledged state
-    /// (it does unless a newer-requested one is known).
+    /// The device confirmed (or, by `evidence`, reported) `state` for the
+    /// request in flight (sent at `requested`). Returns whether it became
+    /// the last acknowledged state (it does unless a newer-requested one
+    /// is known).
     pub fn confirm(
         &mut self,
         state: RelayState,
+        evidence: Evidence,
         requested: SystemTime,
         at: SystemTime,
         rtt: Duration,
     ) -> bool {
-        self.phase = Phase::Confirmed { state, at, rtt };
-        self.acknowledge(state, requested, at, rtt, false)
+        self.phase = Phase::Confirmed {
+            state,
+            evidence,
+            at,
+            rtt,
+        };
+        self.acknowledge(state, evidence, requested, at, rtt, false)
     }
 
     /// The request in flight (correlation id `request`) ended without
@@ -252,9 +267,11 @@ impl RelayStatus {
     }
 
     /// A device answered a request (sent at `requested`, correlation id
-    /// `request`) that had already ended. It is the device's own report, so
-    /// it becomes the last acknowledged state — unless a newer-requested
-    /// acknowledgement is known. Returns whether it was taken.
+    /// `request`) that had already ended, in a reply tied to it. It is the
+    /// device's own report, so it becomes the last acknowledged state —
+    /// unless a newer-requested acknowledgement is known. Returns whether
+    /// it was taken. (Only correlated replies are late: a state message
+    /// after its request ended is tied to nothing.)
     pub fn late(
         &mut self,
         state: RelayState,
@@ -264,7 +281,7 @@ impl RelayStatus {
         request: Option<CorrelationId>,
     ) -> bool {
         self.answered_late(LateAnswer::State(state), request, at);
-        self.acknowledge(state, requested, at, rtt, true)
+        self.acknowledge(state, Evidence::Correlated, requested, at, rtt, true)
     }
 
     /// A late answer to `request` arrived at `at`. When the phase shows
@@ -304,6 +321,7 @@ impl RelayStatus {
     fn acknowledge(
         &mut self,
         state: RelayState,
+        evidence: Evidence,
         requested: SystemTime,
         at: SystemTime,
         rtt: Duration,
@@ -314,6 +332,7 @@ impl RelayStatus {
         }
         self.last_acknowledged = Some(Acknowledgement {
             state,
+            evidence,
             requested,
             at,
             rtt,
@@ -495,7 +514,13 @@ mod tests {
                         )
                     }
                     Step::Confirm(state, requested, ms) => {
-                        relay.confirm(state, t(requested), t(ms), Duration::from_millis(1));
+                        relay.confirm(
+                            state,
+                            Evidence::Correlated,
+                            t(requested),
+                            t(ms),
+                            Duration::from_millis(1),
+                        );
                     }
                     Step::Fail(reason, ms) => relay.fail(reason, t(ms), None),
                     Step::Late(state, requested, ms, taken) => assert_eq!(
@@ -565,6 +590,7 @@ mod tests {
     fn restored_state_is_marked_until_refreshed() {
         let ack = Acknowledgement {
             state: RelayState::On,
+            evidence: Evidence::Correlated,
             requested: t(0),
             at: t(0),
             rtt: Duration::from_millis(2),
@@ -577,10 +603,18 @@ mod tests {
         relay.fail(Failure::NoResponse { after: TIMEOUT }, t(3010), None);
         assert!(relay.last_acknowledged.unwrap().restored);
         relay.begin(Action::Query, t(4000), TIMEOUT).unwrap();
-        relay.confirm(RelayState::Off, t(4000), t(4001), Duration::from_millis(1));
+        relay.confirm(
+            RelayState::Off,
+            Evidence::Reported,
+            t(4000),
+            t(4001),
+            Duration::from_millis(1),
+        );
         let ack = relay.last_acknowledged.unwrap();
         assert!(!ack.restored);
         assert_eq!(ack.state, RelayState::Off);
+        assert_eq!(ack.evidence, Evidence::Reported);
+        assert_eq!(relay.phase.to_string(), "reported in 1.0 ms");
     }
 
     /// Ages and round trips read naturally.

@@ -426,6 +426,7 @@ fn snapshot_panel(rig: &mut GuiRig) -> Panel {
     let ack = |state, secs: u64, rtt_us: u64| {
         Some(Acknowledgement {
             state,
+            evidence: relay_panel::outcome::Evidence::Correlated,
             requested: now - Duration::from_secs(secs),
             at: now - Duration::from_secs(secs),
             rtt: Duration::from_micros(rtt_us),
@@ -436,6 +437,7 @@ fn snapshot_panel(rig: &mut GuiRig) -> Panel {
     panel.model.statuses[0] = RelayStatus {
         phase: Phase::Confirmed {
             state: RelayState::On,
+            evidence: relay_panel::outcome::Evidence::Correlated,
             at: now,
             rtt: Duration::from_micros(3100),
         },
@@ -861,6 +863,7 @@ fn entry(relay: &str, detail: Option<&str>) -> relay_panel::store::AuditEntry {
         action: relay_panel::protocol::Action::On,
         outcome: relay_panel::outcome::Outcome::DeviceError,
         state: None,
+        evidence: Some(relay_panel::outcome::Evidence::Correlated),
         rtt: Some(Duration::from_millis(3)),
         detail: detail.map(str::to_owned),
         operator: "ana".to_owned(),

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use rumqttc::v5::mqttbytes::v5::SubscribeReasonCode;
 use tokio::sync::mpsc;
 
+use super::kinds::Routes;
 use super::loading::StoreSlot;
 use super::task::Engine;
 use super::{ConnectionState, Event, RESUBSCRIBE_AFTER};
@@ -19,6 +20,11 @@ impl Engine {
     /// sent".
     pub(super) fn connection_lost(&mut self) {
         self.resubscribe_at = None;
+        self.subscribing.clear();
+        // A report heard before the drop still stands.
+        for (id, held) in self.held.all() {
+            self.settle_report(id, held);
+        }
         for held in self.outbox.disconnected() {
             if self.pending.cancel(&held.id).is_some() {
                 self.not_sent(
@@ -76,14 +82,67 @@ impl Engine {
         }
     }
 
-    /// Subscribes to the response topic; if the client's queue refuses,
-    /// tries again shortly (the connection itself is fine, so the state
-    /// stays "subscribing").
+    /// Subscribes to the response topic and the kinds' topics, in one
+    /// SUBSCRIBE (the response topic first); if the client's queue
+    /// refuses, tries again shortly (the connection itself is fine, so the
+    /// state stays "subscribing").
     pub(super) fn subscribe(&mut self) {
-        if let Err(reason) = mqtt::subscribe(&self.client, &self.response_topic) {
-            tracing::warn!("{reason}; trying again");
-            self.resubscribe_at = Some(Instant::now() + RESUBSCRIBE_AFTER);
+        let mut topics = vec![self.response_topic.clone()];
+        topics.extend(self.routes.topics());
+        match mqtt::subscribe_all(&self.client, &topics) {
+            Ok(()) => self.subscribing.push_back(topics),
+            Err(reason) => {
+                tracing::warn!("{reason}; trying again");
+                self.resubscribe_at = Some(Instant::now() + RESUBSCRIBE_AFTER);
+            }
         }
+    }
+
+    /// Makes the kinds' subscriptions follow `routes` (a new list of
+    /// relays): topics it adds are subscribed, topics it drops
+    /// unsubscribed. Only on a live connection: the next CONNACK
+    /// subscribes everything anyway.
+    pub(super) fn reroute(&mut self, routes: Routes) {
+        let old = std::mem::replace(&mut self.routes, routes).topics();
+        let new = self.routes.topics();
+        if !matches!(
+            self.connection,
+            ConnectionState::Subscribing | ConnectionState::Connected
+        ) {
+            return;
+        }
+        let added: Vec<String> = new.difference(&old).cloned().collect();
+        if !added.is_empty() {
+            match mqtt::subscribe_all(&self.client, &added) {
+                Ok(()) => self.subscribing.push_back(added),
+                Err(reason) => self.emit(Event::Warning(format!(
+                    "{reason}: the new relays' state reports cannot arrive until the panel reconnects"
+                ))),
+            }
+        }
+        for topic in old.difference(&new) {
+            if let Err(reason) = mqtt::unsubscribe(&self.client, topic) {
+                tracing::warn!("{reason}");
+            }
+        }
+    }
+
+    /// The relays that read `topic`, for a message naming them.
+    fn readers_of(&self, topic: &str) -> String {
+        let ids: Vec<&str> = match self.routes.reports.get(topic) {
+            Some(relays) => relays
+                .iter()
+                .map(|&r| self.config.relays[r].id.as_str())
+                .collect(),
+            None => self
+                .config
+                .relays
+                .iter()
+                .filter(|r| self.routes.panel.get(topic) == Some(&r.kind))
+                .map(|r| r.id.as_str())
+                .collect(),
+        };
+        ids.join(", ")
     }
 
     pub(super) fn on_network(&mut self, event: NetEvent) {
@@ -104,10 +163,28 @@ impl Engine {
                 self.subscribe();
             }
             NetEvent::SubAck(ack) => {
-                let refused = ack
-                    .return_codes
-                    .iter()
-                    .find(|code| !matches!(code, SubscribeReasonCode::Success(_)));
+                let topics = self.subscribing.pop_front().unwrap_or_default();
+                let with_response = topics.first() == Some(&self.response_topic);
+                let mut refused = None;
+                for (index, code) in ack.return_codes.iter().enumerate() {
+                    if matches!(code, SubscribeReasonCode::Success(_)) {
+                        continue;
+                    }
+                    if with_response && index == 0 {
+                        refused = Some(code);
+                        continue;
+                    }
+                    // A kind's topic: the panel still works, those relays
+                    // only lose their reports (or Shelly replies).
+                    let topic = topics.get(index).map_or("?", String::as_str);
+                    let warning = format!(
+                        "the broker refused the subscription to {topic} ({code:?}), so relay(s) {} cannot be \
+                         answered there; the broker's ACL must let this client subscribe to it",
+                        self.readers_of(topic)
+                    );
+                    tracing::warn!("{warning}");
+                    self.emit(Event::Warning(warning));
+                }
                 match refused {
                     None => {
                         self.set_connection(ConnectionState::Connected);

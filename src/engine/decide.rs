@@ -5,7 +5,10 @@
 //! the [`Ended`] it gets back.
 //!
 //! Rules (DESIGN.md, "Panel rules"):
-//! - a state is taken only from an answer to a request this panel sent;
+//! - a state is taken only from an answer to a request this panel sent:
+//!   a reply tied to it (*confirmed*, [`answered`]) or the device's state
+//!   message after it was sent (*reported*, [`reported`]), never mixed up;
+//! - a report that contradicts the command is a failure, not a state;
 //! - of two answers, the one to the request *sent later* wins, whatever
 //!   order they arrive in (an older late answer is logged, not shown);
 //! - a failure never changes the last acknowledged state.
@@ -15,7 +18,7 @@
 
 use std::time::{Duration, SystemTime};
 
-use crate::outcome::Outcome;
+use crate::outcome::{Evidence, Outcome};
 use crate::protocol::{Action, CorrelationId, RelayState, Reply};
 use crate::relay::{Failure, LateAnswer, RelayStatus};
 use crate::store::{AuditEntry, StoredAck};
@@ -46,6 +49,8 @@ pub struct Ended {
     pub status_changed: bool,
 }
 
+/// The audit entry; its evidence is what the outcome says (a
+/// contradicting report overrides it).
 fn entry(
     request: &Request<'_>,
     outcome: Outcome,
@@ -60,6 +65,7 @@ fn entry(
         action: request.action,
         outcome,
         state,
+        evidence: outcome.evidence(),
         rtt,
         detail,
         operator: request.operator.to_owned(),
@@ -67,8 +73,9 @@ fn entry(
     }
 }
 
-/// The device answered `reply` to `request`, `rtt` after it was sent, at
-/// `at` (wall clock). `late`: the request had already ended.
+/// The device answered `reply` to `request` in a reply tied to it
+/// (correlated), `rtt` after it was sent, at `at` (wall clock). `late`: the
+/// request had already ended.
 pub fn answered(
     status: &mut RelayStatus,
     request: &Request<'_>,
@@ -86,7 +93,7 @@ pub fn answered(
             let taken = if late {
                 status.late(state, requested, at, rtt, request.id)
             } else {
-                status.confirm(state, requested, at, rtt)
+                status.confirm(state, Evidence::Correlated, requested, at, rtt)
             };
             let detail = if late {
                 (!taken).then(|| {
@@ -108,6 +115,7 @@ pub fn answered(
             let ack = taken.then(|| StoredAck {
                 relay_id: request.relay_id.to_owned(),
                 state,
+                evidence: Evidence::Correlated,
                 requested,
                 at,
                 rtt,
@@ -144,6 +152,56 @@ pub fn answered(
             Some(rtt),
             at,
         ),
+    }
+}
+
+/// The device reported `state` on its state topic while `request` was in
+/// flight, `rtt` after it was sent, at `at`, in a message tied to nothing
+/// but its timing (evidence *reported*). The state asked for (or any
+/// state, for a query) ends the request as [`Outcome::Reported`] and
+/// becomes the last acknowledged state, marked reported. The other state
+/// is a failure, as a device error is: the report may be the device's
+/// refusal or a change at the device, and the last acknowledged state
+/// stays.
+pub fn reported(
+    status: &mut RelayStatus,
+    request: &Request<'_>,
+    state: RelayState,
+    rtt: Duration,
+    at: SystemTime,
+) -> Ended {
+    if matches!(request.action, Action::On | Action::Off)
+        && Action::switch_to(state) != request.action
+    {
+        let text = format!(
+            "asked {}, device reports {state} on its state topic",
+            request.action
+        );
+        let mut ended = failed(
+            status,
+            request,
+            Failure::DeviceError { text },
+            Some(rtt),
+            at,
+        );
+        ended.entry.evidence = Some(Evidence::Reported);
+        return ended;
+    }
+    let requested = at.checked_sub(rtt).unwrap_or(at);
+    let taken = status.confirm(state, Evidence::Reported, requested, at, rtt);
+    let ack = taken.then(|| StoredAck {
+        relay_id: request.relay_id.to_owned(),
+        state,
+        evidence: Evidence::Reported,
+        requested,
+        at,
+        rtt,
+        late: false,
+    });
+    Ended {
+        entry: entry(request, Outcome::Reported, Some(state), Some(rtt), None, at),
+        ack,
+        status_changed: true,
     }
 }
 
@@ -393,6 +451,88 @@ mod tests {
                 assert!(!status.is_pending(), "{what}");
             }
         }
+    }
+
+    /// Table: what a report does to a request in flight — the state asked
+    /// for (or any, for a query) ends it as reported and is kept, marked
+    /// reported; the other state is a failure that keeps the last
+    /// acknowledged state.
+    #[test]
+    fn reports_table() {
+        use RelayState::{Off, On};
+        // (action, reported state, outcome, shown, detail)
+        let cases = [
+            (Action::On, On, Outcome::Reported, Some(On), None),
+            (Action::Off, Off, Outcome::Reported, Some(Off), None),
+            (Action::Query, On, Outcome::Reported, Some(On), None),
+            (Action::Query, Off, Outcome::Reported, Some(Off), None),
+            (
+                Action::On,
+                Off,
+                Outcome::DeviceError,
+                None,
+                Some("asked on, device reports off on its state topic"),
+            ),
+            (
+                Action::Off,
+                On,
+                Outcome::DeviceError,
+                None,
+                Some("asked off, device reports on on its state topic"),
+            ),
+        ];
+        for (action, state, outcome, shown, detail) in cases {
+            let what = format!("{action} reported {state}");
+            let mut status = RelayStatus::default();
+            status.begin(action, wall(0), TIMEOUT).unwrap();
+            let ended = reported(
+                &mut status,
+                &request(action, 1),
+                state,
+                Duration::from_millis(7),
+                wall(7),
+            );
+            assert_eq!(ended.entry.outcome, outcome, "{what}");
+            assert_eq!(ended.entry.evidence, Some(Evidence::Reported), "{what}");
+            assert_eq!(ended.entry.detail.as_deref(), detail, "{what}");
+            assert_eq!(ended.entry.rtt, Some(Duration::from_millis(7)), "{what}");
+            assert!(ended.status_changed && !status.is_pending(), "{what}");
+            assert_eq!(status.last_acknowledged.map(|a| a.state), shown, "{what}");
+            match &ended.ack {
+                Some(ack) => {
+                    assert_eq!(ack.evidence, Evidence::Reported, "{what}");
+                    assert_eq!(ack.requested, wall(0), "{what}");
+                    assert_eq!(
+                        status.last_acknowledged.unwrap().evidence,
+                        Evidence::Reported
+                    );
+                    assert_eq!(status.phase.to_string(), "reported in 7.0 ms");
+                }
+                None => assert_eq!(shown, None, "{what}"),
+            }
+        }
+        // A correlated answer says so, and a correlated device error too.
+        let mut status = RelayStatus::default();
+        status.begin(Action::On, wall(0), TIMEOUT).unwrap();
+        let ended = answered(
+            &mut status,
+            &request(Action::On, 1),
+            Reply::State(On),
+            Duration::from_millis(2),
+            wall(2),
+            false,
+        );
+        assert_eq!(ended.entry.evidence, Some(Evidence::Correlated));
+        assert_eq!(ended.ack.unwrap().evidence, Evidence::Correlated);
+        assert_eq!(status.phase.to_string(), "confirmed in 2.0 ms");
+        let timed_out = failed(
+            &mut status,
+            &request(Action::On, 2),
+            Failure::NoResponse { after: TIMEOUT },
+            None,
+            wall(3000),
+        );
+        assert_eq!(timed_out.entry.evidence, None);
     }
 
     /// A late answer to an older request, arriving after the answer to a

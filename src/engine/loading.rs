@@ -72,6 +72,7 @@ impl Engine {
                     if self.statuses[index].last_acknowledged.is_none() {
                         self.statuses[index].last_acknowledged = Some(Acknowledgement {
                             state: ack.state,
+                            evidence: ack.evidence,
                             requested: ack.requested,
                             at: ack.at,
                             rtt: ack.rtt,

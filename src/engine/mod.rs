@@ -6,8 +6,10 @@
 //!
 //! Rules it enforces (DESIGN.md): subscribe to the response topic and wait
 //! for SUBACK before any request, again after every reconnect; one request
-//! in flight per relay; a relay's state changes only on a response whose
-//! correlation data matches a request this engine sent.
+//! in flight per relay; a relay's state changes only on a reply tied to a
+//! request this engine sent (correlation data, or a Shelly RPC id to this
+//! engine's `src`: *confirmed*), or on the device's own state message
+//! after such a request was sent, never a retained one (*reported*).
 //!
 //! Layout: this file is the way in (options, commands, events, the handle,
 //! [`spawn`]); `task.rs` is the task (I/O only) and `connection.rs` its
@@ -16,8 +18,10 @@
 //! log of what is not; `outbox.rs` flow control and deadlines;
 //! `loading.rs` the store at start-up; `reconfigure.rs` a new list of
 //! relays on the same connection; `once.rs` one request start to end for
-//! one-shot callers; `kinds/` one file per kind of device.
+//! one-shot callers; `kinds/` one file per kind of device; `reports.rs`
+//! device reports waiting for a correlated answer that may follow.
 
+use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -38,6 +42,7 @@ mod loading;
 mod once;
 mod outbox;
 mod reconfigure;
+mod reports;
 mod screen;
 mod task;
 
@@ -212,6 +217,9 @@ pub struct EngineHandle {
     pub client_id: Arc<str>,
     /// The topic devices answer on.
     pub response_topic: Arc<str>,
+    /// This engine's JSON-RPC `src`: Shelly devices answer it on
+    /// `<src>/rpc`.
+    pub rpc_src: Arc<str>,
     /// The sections the engine was started with, which a reconfiguration
     /// must leave as they are (changing them needs a new connection).
     started: Arc<StartedWith>,
@@ -347,6 +355,14 @@ pub fn spawn(options: EngineOptions) -> Result<(EngineHandle, Events), EngineErr
         None => protocol::random_client_id(&options.client_id_prefix),
     };
     let response_topic = protocol::response_topic(&client_id);
+    let rpc_src = protocol::rpc_src(&client_id);
+    let routes = kinds::Routes::of(
+        &options.config,
+        &kinds::PanelTopics {
+            response_topic: &response_topic,
+            rpc_src: &rpc_src,
+        },
+    );
     let (client, eventloop) = mqtt::client(&options.config.broker, &client_id)?;
     let (commands_tx, commands_rx) = mpsc::unbounded_channel();
     let (events_tx, events_rx) = mpsc::unbounded_channel();
@@ -367,6 +383,10 @@ pub fn spawn(options: EngineOptions) -> Result<(EngineHandle, Events), EngineErr
         connection: ConnectionState::Connecting,
         client,
         response_topic: response_topic.clone(),
+        rpc_src: rpc_src.clone(),
+        routes,
+        held: reports::HeldReports::default(),
+        subscribing: VecDeque::new(),
         operator,
         events: events_tx,
         wake: options.wake,
@@ -425,6 +445,7 @@ pub fn spawn(options: EngineOptions) -> Result<(EngineHandle, Events), EngineErr
             commands: commands_tx,
             client_id: client_id.into(),
             response_topic: response_topic.into(),
+            rpc_src: rpc_src.into(),
             started,
         },
         Events { rx: events_rx },

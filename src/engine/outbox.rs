@@ -62,6 +62,12 @@ impl Outbox {
         Some(held)
     }
 
+    /// Whether the request is still waiting to be handed to the client
+    /// (so nothing heard now can be the device's reaction to it).
+    pub fn is_waiting(&self, id: &CorrelationId) -> bool {
+        self.held.contains(id)
+    }
+
     /// Takes a request out of the queue if it is still there.
     pub fn take(&mut self, id: &CorrelationId) -> bool {
         if !self.held.remove(id) {

@@ -4,14 +4,16 @@
 //!
 //! Only the relays may change here ([`super::EngineHandle::reconfigure`]
 //! refuses a changed `[broker]` or `[panel]`), so the client, its id, the
-//! response topic and its subscription all stay. Relay kinds subscribe to
-//! no topics of their own today; once one does, its subscriptions must be
-//! updated here too.
+//! response topic and its subscription all stay. The kinds' topics (the
+//! relays' report topics, Shelly's reply topic) follow the relays: the
+//! ones the new list needs are subscribed, the ones it no longer needs
+//! unsubscribed.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::SystemTime;
 
+use super::kinds::{PanelTopics, Routes};
 use super::task::Engine;
 use super::{Event, decide};
 use crate::config::{Config, RelayConfig};
@@ -68,6 +70,14 @@ impl Engine {
             moves.iter().flatten().count()
         );
         self.config = config;
+        let routes = Routes::of(
+            &self.config,
+            &PanelTopics {
+                response_topic: &self.response_topic,
+                rpc_src: &self.rpc_src,
+            },
+        );
+        self.reroute(routes);
         self.emit(Event::Reconfigured(self.config.clone()));
         for relay in 0..self.statuses.len() {
             self.emit_status(relay);

@@ -3,7 +3,14 @@
 //! statuses; what an answer, a timeout or a drop *means* is decided in
 //! [`super::decide`], how a kind of device is spoken to in
 //! [`super::kinds`].
+//!
+//! What arrives is sorted by topic: the response topic (replies by
+//! Correlation Data), a kind's panel topic (Shelly's `<src>/rpc`, replies
+//! by RPC id), or a relay's report topic (state messages, tied to
+//! nothing: they count only for a request in flight that was already
+//! handed to the client, never when retained).
 
+use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -13,13 +20,15 @@ use rumqttc::v5::mqttbytes::QoS;
 use rumqttc::v5::mqttbytes::v5::Publish;
 use tokio::sync::mpsc;
 
+use super::kinds::{Identified, PanelTopics, Routes};
 use super::loading::{StoreSlot, load_store};
 use super::outbox::{Held, Outbox};
+use super::reports::{self, HeldReports};
 use super::screen::{self, IgnoredLog};
 use super::{
     Command, ConnectionState, Event, HELD_PAST_DEADLINE, Wake, decide, kinds, sleep_until,
 };
-use crate::config::Config;
+use crate::config::{Config, Kind};
 use crate::mqtt;
 use crate::pending::{AlreadyPending, PendingRequests, Resolution};
 use crate::protocol::{Action, CorrelationId};
@@ -39,6 +48,15 @@ pub(super) struct Engine {
     pub(super) client: AsyncClient,
     /// Where devices answer this engine.
     pub(super) response_topic: String,
+    /// This engine's JSON-RPC `src` (Shelly answers on `<src>/rpc`).
+    pub(super) rpc_src: String,
+    /// The kinds' topics and who reads each, for `config`.
+    pub(super) routes: Routes,
+    /// Reports waiting for a correlated answer that may follow them.
+    pub(super) held: HeldReports,
+    /// The topics of each SUBSCRIBE not yet acknowledged, oldest first
+    /// (SUBACKs come in the same order).
+    pub(super) subscribing: VecDeque<Vec<String>>,
     /// Sent as the `operator` user property and kept in the audit log.
     pub(super) operator: String,
     /// Events out.
@@ -75,7 +93,10 @@ impl Engine {
             tokio::task::spawn_blocking(move || load_store(&dir, history))
         });
         loop {
-            let deadline = self.pending.next_deadline();
+            let deadline = [self.pending.next_deadline(), self.held.next_due()]
+                .into_iter()
+                .flatten()
+                .min();
             tokio::select! {
                 biased;
                 loaded = async { loading.as_mut().expect("guarded").await }, if loading.is_some() => {
@@ -158,7 +179,7 @@ impl Engine {
             return;
         }
         let timeout = self.config.timeout(relay_config);
-        let id = CorrelationId::random();
+        let id = kinds::of(relay_config).new_id();
         let now = Instant::now();
         if let Err(AlreadyPending) = self.pending.start(id, relay, action, now, timeout) {
             return; // checked above
@@ -196,6 +217,7 @@ impl Engine {
             let context = kinds::RequestContext {
                 id: held.id,
                 response_topic: &self.response_topic,
+                rpc_src: &self.rpc_src,
                 left,
                 expires_at: SystemTime::now() + left,
                 operator: &self.operator,
@@ -224,6 +246,11 @@ impl Engine {
 
     fn on_deadline(&mut self) {
         let now = Instant::now();
+        // Reports whose wait is over settle first: one held until its
+        // request's deadline still counts.
+        for (id, held) in self.held.due(now) {
+            self.settle_report(id, held);
+        }
         for (id, request) in self.pending.expire(now) {
             let failure = if self.outbox.take(&id) {
                 // Never handed to the broker, so no device can answer it.
@@ -249,10 +276,28 @@ impl Engine {
 
     pub(super) fn on_publish(&mut self, publish: Publish) {
         let now = Instant::now();
-        let id = match screen::screen(&publish, &self.response_topic) {
-            Ok(id) => id,
-            Err(why) => return self.ignore(now, &why),
-        };
+        if publish.topic.as_ref() == self.response_topic.as_bytes() {
+            return match screen::screen(&publish, &self.response_topic) {
+                Ok(id) => self.answered(id, &publish.payload, now),
+                Err(why) => self.ignore(now, &why),
+            };
+        }
+        let topic = String::from_utf8_lossy(&publish.topic).into_owned();
+        if let Some(&kind) = self.routes.panel.get(&topic) {
+            return self.on_panel_topic(kind, &topic, &publish, now);
+        }
+        match self.routes.reports.get(&topic).cloned() {
+            Some(relays) => {
+                for relay in relays {
+                    self.on_report(relay, &topic, &publish, now);
+                }
+            }
+            None => self.ignore(now, &screen::NotAnAnswer::ForeignTopic(topic)),
+        }
+    }
+
+    /// A reply tied to request `id` (correlated) arrived at `now`.
+    fn answered(&mut self, id: CorrelationId, payload: &[u8], now: Instant) {
         let (request, late) = match self.pending.resolve(&id, now) {
             Resolution::Current(request) => (request, false),
             Resolution::Late(request) => (request, true),
@@ -262,8 +307,15 @@ impl Engine {
             }
         };
         let rtt = now.duration_since(request.sent);
-        let relay_config = &self.config.relays[request.relay];
-        let reply = kinds::of(relay_config).read_answer(relay_config, &publish.payload);
+        let config = self.config.clone();
+        let relay_config = &config.relays[request.relay];
+        let kind = kinds::of(relay_config);
+        let reply = kind.read_answer(relay_config, request.action, payload);
+        if kind.report_wait().is_some() {
+            // The answer wins over a report held for it, and its device
+            // is known from now on to answer correlated.
+            self.held.answered(&id, &relay_config.device);
+        }
         if late {
             tracing::info!("{}: late answer after {rtt:?}", relay_config.id);
         }
@@ -277,6 +329,114 @@ impl Engine {
         let status = &mut self.statuses[request.relay];
         let ended = decide::answered(status, &context, reply, rtt, SystemTime::now(), late);
         self.apply(request.relay, ended, late);
+    }
+
+    /// A message on a panel topic of `kind` (Shelly's `<src>/rpc`): a
+    /// reply when the kind identifies the request it answers and the
+    /// request's relay is of that kind and may have sent it.
+    fn on_panel_topic(&mut self, kind: Kind, topic: &str, publish: &Publish, now: Instant) {
+        if publish.retain {
+            let why = format!("retained message on {topic} (stale, not an answer)");
+            return self.ignore(now, &why);
+        }
+        let speaker = kinds::named(kind);
+        let identified = speaker.identify(
+            &publish.payload,
+            &PanelTopics {
+                response_topic: &self.response_topic,
+                rpc_src: &self.rpc_src,
+            },
+        );
+        let Identified { id, from } = match identified {
+            Ok(identified) => identified,
+            Err(why) => return self.ignore(now, &why),
+        };
+        let Some(request) = self.pending.peek(&id) else {
+            let why = format!("{kind} reply to an unknown, foreign or duplicate request {id:?}");
+            return self.ignore(now, &why);
+        };
+        let config = self.config.clone();
+        let relay = &config.relays[request.relay];
+        if relay.kind != kind || !speaker.is_from(relay, &from) {
+            let why = format!(
+                "{kind} reply from {from:?} to the request of relay {}, whose device is {:?}",
+                relay.id, relay.device
+            );
+            return self.ignore(now, &why);
+        }
+        self.answered(id, &publish.payload, now);
+    }
+
+    /// A message on one of `relay`'s report topics. A state in it counts
+    /// only for the relay's request in flight, once that request was
+    /// handed to the client, and never when retained (it was there before
+    /// the command); anything else is the device talking (changes at the
+    /// device are not shown yet) and is only logged.
+    fn on_report(&mut self, relay: usize, topic: &str, publish: &Publish, now: Instant) {
+        let config = self.config.clone();
+        let relay_config = &config.relays[relay];
+        let kind = kinds::of(relay_config);
+        let Some(state) = kind.read_report(relay_config, topic, &publish.payload) else {
+            return;
+        };
+        let id = &relay_config.id;
+        if publish.retain {
+            tracing::debug!("{id}: retained {state} on {topic}: stale, not an answer");
+            return;
+        }
+        let Some((request_id, request)) = self.pending.in_flight_of(relay) else {
+            tracing::debug!("{id}: reports {state} on {topic} with no request in flight");
+            return;
+        };
+        if self.outbox.is_waiting(&request_id) {
+            tracing::debug!("{id}: reports {state} before its request was sent: not its answer");
+            return;
+        }
+        match kind.report_wait() {
+            Some(wait) => self.held.hold(
+                request_id,
+                &relay_config.device,
+                state,
+                now,
+                wait,
+                request.deadline,
+            ),
+            None => self.settle_report(
+                request_id,
+                reports::Held {
+                    state,
+                    heard: now,
+                    until: now,
+                },
+            ),
+        }
+    }
+
+    /// A report settles request `id` (if it is still in flight): the
+    /// device reported `held.state` at `held.heard`.
+    pub(super) fn settle_report(&mut self, id: CorrelationId, held: reports::Held) {
+        if !self.pending.is_in_flight(&id) {
+            return; // ended another way meanwhile (answered, cut off, removed)
+        }
+        let now = Instant::now();
+        let Resolution::Current(request) = self.pending.resolve(&id, now) else {
+            return;
+        };
+        let rtt = held.heard.saturating_duration_since(request.sent);
+        let wall = SystemTime::now();
+        let at = wall
+            .checked_sub(now.saturating_duration_since(held.heard))
+            .unwrap_or(wall);
+        let context = Self::request(
+            &self.config,
+            &self.operator,
+            request.relay,
+            request.action,
+            Some(id),
+        );
+        let status = &mut self.statuses[request.relay];
+        let ended = decide::reported(status, &context, held.state, rtt, at);
+        self.apply(request.relay, ended, false);
     }
 
     /// The request as the decision core sees it.

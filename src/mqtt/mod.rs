@@ -300,6 +300,31 @@ pub fn subscribe(client: &AsyncClient, topic: &str) -> Result<(), SubscribeError
         })
 }
 
+/// Subscribes to `topics` in one SUBSCRIBE (one SUBACK, its reason codes
+/// in the same order), without awaiting and with No Local, as
+/// [`subscribe`].
+pub fn subscribe_all(client: &AsyncClient, topics: &[String]) -> Result<(), SubscribeError> {
+    let filters = topics.iter().map(|topic| {
+        let mut filter = Filter::new(topic, rumqttc::v5::mqttbytes::QoS::AtLeastOnce);
+        filter.nolocal = true;
+        filter
+    });
+    client
+        .try_subscribe_many(filters)
+        .map_err(|e| SubscribeError {
+            topic: topics.join(", "),
+            reason: e.to_string(),
+        })
+}
+
+/// Unsubscribes from `topic` without awaiting.
+pub fn unsubscribe(client: &AsyncClient, topic: &str) -> Result<(), SubscribeError> {
+    client.try_unsubscribe(topic).map_err(|e| SubscribeError {
+        topic: topic.to_owned(),
+        reason: e.to_string(),
+    })
+}
+
 /// The client could not queue a subscription (its request queue is full
 /// or closed).
 #[derive(Debug, thiserror::Error)]

@@ -19,7 +19,7 @@ mod writer;
 
 pub use writer::{MAX_WAITING, RETRY_EVERY, StoreWriter};
 
-use crate::outcome::Outcome;
+use crate::outcome::{Evidence, Outcome};
 use crate::protocol::{Action, RelayState};
 
 /// File name of the store inside the data directory.
@@ -53,6 +53,8 @@ pub struct StoredAck {
     pub relay_id: String,
     /// The confirmed state.
     pub state: RelayState,
+    /// Confirmed by a correlated reply, or reported by the device.
+    pub evidence: Evidence,
     /// When the request it answers was sent: a stored state is replaced
     /// only by one requested later (answers overtake each other).
     pub requested: SystemTime,
@@ -78,6 +80,10 @@ pub struct AuditEntry {
     pub outcome: Outcome,
     /// The state the device reported, when it reported one.
     pub state: Option<RelayState>,
+    /// What ties the device's answer to the request, when one came:
+    /// `"correlated"` or `"reported"` (a report that contradicted the
+    /// request is a device error with evidence `"reported"`).
+    pub evidence: Option<Evidence>,
     /// Round trip, when the device answered.
     #[serde(serialize_with = "serialize_rtt")]
     pub rtt: Option<Duration>,
@@ -130,6 +136,16 @@ fn from_millis(ms: i64) -> SystemTime {
     }
 }
 
+/// A stored acknowledgement's evidence: rows from before the column
+/// (`NULL`) were correlated answers; an unknown code is `None` (the row is
+/// not trusted).
+fn stored_evidence(code: Option<String>) -> Option<Evidence> {
+    match code {
+        None => Some(Evidence::Correlated),
+        Some(code) => Evidence::parse(&code),
+    }
+}
+
 impl Store {
     fn sql<T>(&self, result: Result<T, rusqlite::Error>) -> Result<T, StoreError> {
         result.map_err(|source| StoreError::Sql {
@@ -149,14 +165,14 @@ impl Store {
             let tx = self.conn.transaction()?;
             {
                 let mut ack = tx.prepare_cached(
-                    "INSERT INTO last_ack (relay_id, state, at_ms, rtt_us, late, requested_ms)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)
-                     ON CONFLICT (relay_id) DO UPDATE SET state = ?2, at_ms = ?3, rtt_us = ?4, late = ?5, requested_ms = ?6
+                    "INSERT INTO last_ack (relay_id, state, at_ms, rtt_us, late, requested_ms, evidence)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                     ON CONFLICT (relay_id) DO UPDATE SET state = ?2, at_ms = ?3, rtt_us = ?4, late = ?5, requested_ms = ?6, evidence = ?7
                      WHERE excluded.requested_ms >= COALESCE(last_ack.requested_ms, last_ack.at_ms)",
                 )?;
                 let mut audit = tx.prepare_cached(
-                    "INSERT INTO audit (at_ms, relay_id, action, outcome, state, rtt_us, detail, operator, correlation)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                    "INSERT INTO audit (at_ms, relay_id, action, outcome, state, rtt_us, detail, operator, correlation, evidence)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
                 )?;
                 for record in records {
                     match record {
@@ -167,7 +183,8 @@ impl Store {
                                 to_millis(a.at),
                                 a.rtt.as_micros() as i64,
                                 a.late,
-                                to_millis(a.requested)
+                                to_millis(a.requested),
+                                a.evidence.code()
                             ])?;
                         }
                         Record::Audit(e) => {
@@ -180,7 +197,8 @@ impl Store {
                                 e.rtt.map(|d| d.as_micros() as i64),
                                 e.detail,
                                 e.operator,
-                                e.correlation
+                                e.correlation,
+                                e.evidence.map(Evidence::code)
                             ])?;
                         }
                     }
@@ -195,7 +213,7 @@ impl Store {
     pub fn last_acknowledged(&self) -> Result<Vec<StoredAck>, StoreError> {
         let result = (|| {
             let mut stmt = self.conn.prepare(
-                "SELECT relay_id, state, at_ms, rtt_us, late, COALESCE(requested_ms, at_ms)
+                "SELECT relay_id, state, at_ms, rtt_us, late, COALESCE(requested_ms, at_ms), evidence
                  FROM last_ack ORDER BY relay_id",
             )?;
             let rows = stmt.query_map([], |r| {
@@ -206,16 +224,20 @@ impl Store {
                     r.get::<_, i64>(3)?,
                     r.get::<_, bool>(4)?,
                     r.get::<_, i64>(5)?,
+                    r.get::<_, Option<String>>(6)?,
                 ))
             })?;
             let mut out = Vec::new();
             for row in rows {
-                let (relay_id, state, at_ms, rtt_us, late, requested_ms) = row?;
-                // A row with an unknown state is skipped, not trusted.
-                if let Some(state) = RelayState::parse(&state) {
+                let (relay_id, state, at_ms, rtt_us, late, requested_ms, evidence) = row?;
+                // A row with an unknown state or evidence is skipped, not trusted.
+                if let (Some(state), Some(evidence)) =
+                    (RelayState::parse(&state), stored_evidence(evidence))
+                {
                     out.push(StoredAck {
                         relay_id,
                         state,
+                        evidence,
                         requested: from_millis(requested_ms),
                         at: from_millis(at_ms),
                         rtt: Duration::from_micros(rtt_us.max(0) as u64),
@@ -233,7 +255,7 @@ impl Store {
         let result = self
             .conn
             .query_row(
-                "SELECT state, at_ms, rtt_us, late, COALESCE(requested_ms, at_ms)
+                "SELECT state, at_ms, rtt_us, late, COALESCE(requested_ms, at_ms), evidence
                  FROM last_ack WHERE relay_id = ?1",
                 [relay_id],
                 |r| {
@@ -243,16 +265,18 @@ impl Store {
                         r.get::<_, i64>(2)?,
                         r.get::<_, bool>(3)?,
                         r.get::<_, i64>(4)?,
+                        r.get::<_, Option<String>>(5)?,
                     ))
                 },
             )
             .optional();
         Ok(self
             .sql(result)?
-            .and_then(|(state, at_ms, rtt_us, late, requested_ms)| {
+            .and_then(|(state, at_ms, rtt_us, late, requested_ms, evidence)| {
                 Some(StoredAck {
                     relay_id: relay_id.to_owned(),
                     state: RelayState::parse(&state)?,
+                    evidence: stored_evidence(evidence)?,
                     requested: from_millis(requested_ms),
                     at: from_millis(at_ms),
                     rtt: Duration::from_micros(rtt_us.max(0) as u64),
@@ -265,7 +289,7 @@ impl Store {
     pub fn recent_audit(&self, limit: usize) -> Result<Vec<AuditEntry>, StoreError> {
         let result = (|| {
             let mut stmt = self.conn.prepare(
-                "SELECT at_ms, relay_id, action, outcome, state, rtt_us, detail, operator, correlation
+                "SELECT at_ms, relay_id, action, outcome, state, rtt_us, detail, operator, correlation, evidence
                  FROM audit ORDER BY id DESC LIMIT ?1",
             )?;
             let rows = stmt.query_map([limit as i64], |r| {
@@ -279,6 +303,7 @@ impl Store {
                     r.get::<_, Option<String>>(6)?,
                     r.get::<_, String>(7)?,
                     r.get::<_, Option<String>>(8)?,
+                    r.get::<_, Option<String>>(9)?,
                 ))
             })?;
             let mut out = Vec::new();
@@ -293,6 +318,7 @@ impl Store {
                     detail,
                     operator,
                     correlation,
+                    evidence,
                 ) = row?;
                 // A row this version cannot read (a newer version's
                 // code) is skipped, not guessed at.
@@ -310,6 +336,11 @@ impl Store {
                     action,
                     outcome,
                     state: state.as_deref().and_then(RelayState::parse),
+                    // Rows from before the column: what the outcome says.
+                    evidence: match evidence {
+                        Some(code) => Evidence::parse(&code),
+                        None => outcome.evidence(),
+                    },
                     rtt: rtt_us.map(|us| Duration::from_micros(us.max(0) as u64)),
                     detail,
                     operator,
@@ -330,6 +361,7 @@ mod tests {
         Record::Ack(StoredAck {
             relay_id: id.into(),
             state,
+            evidence: Evidence::Correlated,
             requested: UNIX_EPOCH + Duration::from_millis(at_ms),
             at: UNIX_EPOCH + Duration::from_millis(at_ms),
             rtt: Duration::from_micros(1500),
@@ -354,6 +386,7 @@ mod tests {
                     action: Action::On,
                     outcome: Outcome::Confirmed,
                     state: Some(RelayState::On),
+                    evidence: Some(Evidence::Correlated),
                     rtt: Some(Duration::from_micros(1500)),
                     detail: None,
                     operator: "tech".into(),
@@ -389,6 +422,7 @@ mod tests {
             Record::Ack(StoredAck {
                 relay_id: "a".into(),
                 state,
+                evidence: Evidence::Correlated,
                 requested: at(requested),
                 at: at(arrived),
                 rtt: Duration::from_millis(arrived - requested),
@@ -430,6 +464,75 @@ mod tests {
             store.last_acknowledged_of("a").unwrap().unwrap().state,
             RelayState::On,
             "requested before the stored answer arrived: older"
+        );
+    }
+
+    /// Evidence is kept on the last acknowledgement and on audit entries;
+    /// rows from before the column read as correlated (the only kind there
+    /// was), audit rows as their outcome says.
+    #[test]
+    fn evidence_is_stored_and_old_rows_read_as_correlated() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(STORE_FILE);
+        let old = Connection::open(&path).unwrap();
+        old.execute_batch(
+            "CREATE TABLE last_ack (relay_id TEXT PRIMARY KEY, state TEXT NOT NULL, at_ms INTEGER NOT NULL,
+                                    rtt_us INTEGER NOT NULL, late INTEGER NOT NULL, requested_ms INTEGER);
+             INSERT INTO last_ack VALUES ('old', 'on', 5000, 1000, 0, 5000);
+             CREATE TABLE audit (id INTEGER PRIMARY KEY, at_ms INTEGER NOT NULL, relay_id TEXT NOT NULL,
+                                 action TEXT NOT NULL, outcome TEXT NOT NULL, state TEXT, rtt_us INTEGER,
+                                 detail TEXT, operator TEXT NOT NULL, correlation TEXT);
+             INSERT INTO audit VALUES (1, 5000, 'old', 'on', 'confirmed', 'on', 1000, NULL, 'tech', NULL);",
+        )
+        .unwrap();
+        drop(old);
+        let (mut store, _) = Store::open(&path).unwrap();
+        let old_ack = store.last_acknowledged_of("old").unwrap().unwrap();
+        assert_eq!(old_ack.evidence, Evidence::Correlated);
+        let reported = |at_ms: u64| StoredAck {
+            relay_id: "new".into(),
+            state: RelayState::Off,
+            evidence: Evidence::Reported,
+            requested: UNIX_EPOCH + Duration::from_millis(at_ms),
+            at: UNIX_EPOCH + Duration::from_millis(at_ms),
+            rtt: Duration::from_millis(4),
+            late: false,
+        };
+        let contradicted = AuditEntry {
+            at: UNIX_EPOCH + Duration::from_millis(7000),
+            relay_id: "new".into(),
+            action: Action::On,
+            outcome: Outcome::DeviceError,
+            state: None,
+            evidence: Some(Evidence::Reported),
+            rtt: Some(Duration::from_millis(4)),
+            detail: Some("asked on, device reports off".into()),
+            operator: "tech".into(),
+            correlation: None,
+        };
+        store
+            .write(&[
+                Record::Ack(reported(6000)),
+                Record::Audit(contradicted.clone()),
+            ])
+            .unwrap();
+        drop(store);
+        let (store, _) = Store::open(&path).unwrap();
+        assert_eq!(
+            store.last_acknowledged_of("new").unwrap(),
+            Some(reported(6000))
+        );
+        let acks = store.last_acknowledged().unwrap();
+        assert_eq!(
+            acks.iter().map(|a| a.evidence).collect::<Vec<_>>(),
+            [Evidence::Reported, Evidence::Correlated]
+        );
+        let log = store.recent_audit(10).unwrap();
+        assert_eq!(log[0], contradicted);
+        assert_eq!(
+            log[1].evidence,
+            Some(Evidence::Correlated),
+            "from the outcome"
         );
     }
 

@@ -38,10 +38,14 @@ CREATE INDEX IF NOT EXISTS audit_relay ON audit (relay_id, id);
 ";
 
 /// Columns added after the first release of the schema. Rows written before
-/// `requested_ms` existed read it as their `at_ms`.
+/// `requested_ms` existed read it as their `at_ms`; rows written before
+/// `evidence` existed were all correlated answers (the only kind there was)
+/// and read as such.
 const MIGRATIONS: &[&str] = &[
     "ALTER TABLE audit ADD COLUMN correlation TEXT",
     "ALTER TABLE last_ack ADD COLUMN requested_ms INTEGER",
+    "ALTER TABLE last_ack ADD COLUMN evidence TEXT",
+    "ALTER TABLE audit ADD COLUMN evidence TEXT",
 ];
 
 impl Store {

@@ -276,7 +276,7 @@ pub fn write_csv(path: &Path, entries: &[AuditEntry]) -> Result<(), csv::Error> 
     }
     let mut out = csv::Writer::from_path(path)?;
     out.write_record([
-        "time", "relay", "action", "outcome", "state", "rtt_ms", "detail", "operator",
+        "time", "relay", "action", "outcome", "evidence", "state", "rtt_ms", "detail", "operator",
     ])?;
     for e in entries {
         out.write_record([
@@ -284,6 +284,9 @@ pub fn write_csv(path: &Path, entries: &[AuditEntry]) -> Result<(), csv::Error> 
             e.relay_id.clone(),
             e.action.as_str().to_owned(),
             e.outcome.code().to_owned(),
+            e.evidence
+                .map(|ev| ev.code().to_owned())
+                .unwrap_or_default(),
             e.state.map(|s| s.as_str().to_owned()).unwrap_or_default(),
             e.rtt
                 .map(|d| format!("{:.3}", d.as_secs_f64() * 1000.0))

@@ -205,7 +205,9 @@ fn spawn_engine(config: &Config, args: &Args) -> anyhow::Result<(EngineHandle, E
 fn exit_code(entry: &AuditEntry) -> u8 {
     match entry.outcome {
         Outcome::Confirmed if other_state(entry).is_some() => DEVICE_ERROR,
-        Outcome::Confirmed => CONFIRMED,
+        // Reported is a state for the request too, only tied to it by
+        // nothing but its timing: `evidence` says which it was.
+        Outcome::Confirmed | Outcome::Reported => CONFIRMED,
         Outcome::NoResponse => NO_RESPONSE,
         Outcome::DeviceError => DEVICE_ERROR,
         _ => ERROR,
@@ -231,6 +233,7 @@ fn entry_json(entry: &AuditEntry) -> serde_json::Map<String, Value> {
     object.insert("action".into(), json!(entry.action));
     object.insert("outcome".into(), json!(entry.outcome));
     object.insert("state".into(), json!(entry.state));
+    object.insert("evidence".into(), json!(entry.evidence));
     object.insert("rtt_ms".into(), json!(entry.rtt.map(millis)));
     object.insert("detail".into(), json!(entry.detail));
     object
@@ -272,6 +275,7 @@ fn one_shot(args: &Args, id: &str, action: Action) -> u8 {
                     "action": action,
                     "outcome": "error",
                     "state": null,
+                    "evidence": null,
                     "rtt_ms": null,
                     "detail": format!("{e:#}"),
                     "exit_code": ERROR,
@@ -348,6 +352,12 @@ fn print_outcome(config: &Config, entry: &AuditEntry) {
                 .map(|d| format!(" — {d}"))
                 .unwrap_or_default();
             println!("{id} {state} (confirmed in {}){note}", format_rtt(rtt));
+        }
+        (Outcome::Reported, Some(state), Some(rtt)) => {
+            println!(
+                "{id} {state} (reported in {}: the device's state message, not a reply to this request)",
+                format_rtt(rtt)
+            );
         }
         (Outcome::NoResponse, _, _) => {
             let timeout = config

@@ -39,6 +39,7 @@ pub(super) fn status(
                     "name": relay.display_name(),
                     "group": relay.group,
                     "state": ack.map(|a| a.state),
+                    "evidence": ack.map(|a| a.evidence),
                     "acknowledged_at_ms": ack.map(|a| a.at.duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)),
                     "rtt_ms": ack.map(|a| a.rtt.as_secs_f64() * 1000.0),
                     "late": ack.map(|a| a.late),
@@ -72,8 +73,9 @@ pub(super) fn status(
                 (
                     a.state.as_str().to_uppercase(),
                     format!(
-                        "{} ({}, rtt {}{late})",
+                        "{} ({} {}, rtt {}{late})",
                         format_age(age),
+                        a.evidence.verb(),
                         format_time(a.at),
                         format_rtt(a.rtt)
                     ),

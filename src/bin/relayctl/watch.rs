@@ -9,6 +9,7 @@ use std::io::BufRead;
 use tokio::sync::mpsc;
 
 use super::*;
+use relay_panel::outcome::Evidence;
 
 /// Stdin lines waiting to be handled (the reading thread blocks when
 /// full, so a large piped script is not held in memory at once).
@@ -385,6 +386,7 @@ impl Watcher {
                     json!({
                         "relay": relay.id,
                         "state": ack.map(|a| a.state),
+                        "evidence": ack.map(|a| a.evidence),
                         "acknowledged_at_ms": ack.map(|a| unix_ms(a.at)),
                         "rtt_ms": ack.map(|a| millis(a.rtt)),
                         "late": ack.map(|a| a.late),
@@ -401,6 +403,9 @@ impl Watcher {
                 Some(ack) => {
                     let age = now.duration_since(ack.at).unwrap_or_default();
                     let mut marks = Vec::new();
+                    if ack.evidence == Evidence::Reported {
+                        marks.push("reported by the device, not a reply");
+                    }
                     if ack.late {
                         marks.push("late answer");
                     }

@@ -19,10 +19,6 @@ impl RelayKind for Mqtt5 {
         "mqtt5"
     }
 
-    fn subscriptions(&self, _relay: &RelayConfig) -> Vec<String> {
-        Vec::new()
-    }
-
     fn encode(
         &self,
         relay: &RelayConfig,
@@ -48,7 +44,7 @@ impl RelayKind for Mqtt5 {
         })
     }
 
-    fn read_answer(&self, relay: &RelayConfig, payload: &[u8]) -> Reply {
+    fn read_answer(&self, relay: &RelayConfig, _action: Action, payload: &[u8]) -> Reply {
         protocol::parse_reply(payload, relay)
     }
 }
@@ -68,6 +64,7 @@ mod tests {
         let request = RequestContext {
             id: CorrelationId([3; 16]),
             response_topic: "relay-panel/desk/response",
+            rpc_src: "relay-panel/desk",
             left: Duration::from_millis(2500),
             expires_at: SystemTime::UNIX_EPOCH + Duration::from_millis(1_796_000_000_250),
             operator: "alice",
@@ -111,10 +108,11 @@ mod tests {
             b"?"
         );
         assert_eq!(
-            Mqtt5.read_answer(&relay, b"1"),
+            Mqtt5.read_answer(&relay, Action::On, b"1"),
             Reply::State(RelayState::On)
         );
-        assert!(Mqtt5.subscriptions(&relay).is_empty());
+        assert!(relay.report_topics().is_empty());
+        assert_eq!(Mqtt5.report_wait(), None);
         assert_eq!(Mqtt5.name(), "mqtt5");
     }
 }
