@@ -476,6 +476,7 @@ fn one_json_object(out: &Output) -> serde_json::Value {
         "action",
         "outcome",
         "state",
+        "evidence",
         "rtt_ms",
         "detail",
         "exit_code",
@@ -678,4 +679,97 @@ fn refused_connection_exits_1_at_once() {
         "{:?}",
         started.elapsed()
     );
+}
+
+/// A command/state device: publishes `state` on `state_topic` (not
+/// retained) for every command on `command_topic`. Returns once subscribed.
+async fn state_device(port: u16, command_topic: &str, state_topic: &str, state: &'static str) {
+    use rumqttc::v5::mqttbytes::QoS;
+    use rumqttc::v5::mqttbytes::v5::Packet;
+    use rumqttc::v5::{AsyncClient, Event as MqttEvent, MqttOptions};
+
+    let id = format!("state-device-{:08x}", rand::random::<u32>());
+    let (client, mut eventloop) = AsyncClient::new(MqttOptions::new(id, "127.0.0.1", port), 64);
+    client
+        .subscribe(command_topic, QoS::AtLeastOnce)
+        .await
+        .unwrap();
+    tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            match eventloop.poll().await {
+                Ok(MqttEvent::Incoming(Packet::SubAck(_))) => return,
+                Ok(_) => {}
+                Err(e) => panic!("state device: {e}"),
+            }
+        }
+    })
+    .await
+    .expect("state device subscribed");
+    let state_topic = state_topic.to_owned();
+    tokio::spawn(async move {
+        while let Ok(event) = eventloop.poll().await {
+            if let MqttEvent::Incoming(Packet::Publish(_)) = event {
+                let _ = client.try_publish(&state_topic, QoS::AtLeastOnce, false, state);
+            }
+        }
+    });
+}
+
+/// relayctl says how each state is known: `outcome` `confirmed` with
+/// `evidence` `correlated` for a correlated reply, `outcome` and
+/// `evidence` `reported` for a state device's report; both exit 0, and
+/// the text says "reported".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn relayctl_prints_the_evidence() {
+    let broker = Mosquitto::start();
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = config(&broker.url(), 1);
+    let run: u32 = rand::random();
+    let (command, state) = (
+        format!("bench/{run:08x}/set"),
+        format!("bench/{run:08x}/state"),
+    );
+    config.relays.push(relay_panel::config::RelayConfig::state(
+        "bench", &command, &state,
+    ));
+    let path = write_config(dir.path(), &config);
+    stuck_device(broker.port, &config.relays[0].request_topic, "1").await;
+    state_device(broker.port, &command, &state, "ON").await;
+    let data = dir.path().join("data");
+
+    let out = relayctl(&path, &data, &["--json", "set", "r0", "on"]);
+    let json = one_json_object(&out);
+    assert_eq!(
+        (&json["outcome"], &json["evidence"], &json["exit_code"]),
+        (&"confirmed".into(), &"correlated".into(), &0.into()),
+        "{json}"
+    );
+
+    let out = relayctl(&path, &data, &["--json", "set", "bench", "on"]);
+    let json = one_json_object(&out);
+    assert_eq!(
+        (
+            &json["outcome"],
+            &json["evidence"],
+            &json["state"],
+            &json["exit_code"]
+        ),
+        (
+            &"reported".into(),
+            &"reported".into(),
+            &"on".into(),
+            &0.into()
+        ),
+        "{json}"
+    );
+
+    let out = relayctl(&path, &data, &["set", "bench", "on"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(stdout.starts_with("bench on (reported in "), "{stdout}");
+
+    let out = relayctl(&path, &data, &["--json", "status"]);
+    let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(status[0]["evidence"], "correlated", "{status}");
+    assert_eq!(status[1]["evidence"], "reported", "{status}");
 }
