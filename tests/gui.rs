@@ -246,7 +246,16 @@ fn snapshot_panel(rig: &mut GuiRig) -> Panel {
     panel.model.set_config(config);
     panel.model.connection = ConnectionState::Connected;
     panel.model.response_topic = "relay-panel/relay-panel-0123456789ab/response".into();
-    let now = SystemTime::now();
+    // Ages are shown on the clock's whole seconds: start just after one,
+    // so they read as set (12 s, 5 min, 2 h) whenever the frames run.
+    let since_epoch = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap();
+    std::thread::sleep(
+        Duration::from_secs(1) - Duration::from_nanos(since_epoch.subsec_nanos().into())
+            + Duration::from_millis(20),
+    );
+    let now = SystemTime::UNIX_EPOCH + Duration::from_secs(since_epoch.as_secs() + 1);
     let ack = |state, secs: u64, rtt_us: u64| {
         Some(Acknowledgement {
             state,

@@ -124,9 +124,14 @@ impl GuiRig {
     /// The panel on the rig's configuration, saved to `panel.toml` (its
     /// engine starts at once).
     pub fn panel(&mut self) -> PanelHarness {
+        self.panel_sized(egui::vec2(1100.0, 700.0))
+    }
+
+    /// Like [`GuiRig::panel`], in a window of `size`.
+    pub fn panel_sized(&mut self, size: egui::Vec2) -> PanelHarness {
         self.config.save(&self.config_path()).unwrap();
         let options = self.options(Source::File(self.config_path()), Some(self.config.clone()));
-        harness(Panel::new(options, egui::Context::default()))
+        harness_sized(Panel::new(options, egui::Context::default()), size)
     }
 
     /// Closes the window (drops the harness) and waits, as `main` does,
@@ -145,8 +150,13 @@ impl GuiRig {
 /// The panel drawn by `Panel::show`; the harness steps frames itself (see
 /// [`wait_for`]), so the panel's wake-ups go to a context of its own.
 pub fn harness(panel: Panel) -> PanelHarness {
+    harness_sized(panel, egui::vec2(1100.0, 700.0))
+}
+
+/// Like [`harness`], in a window of `size`.
+pub fn harness_sized(panel: Panel, size: egui::Vec2) -> PanelHarness {
     Harness::builder()
-        .with_size(egui::vec2(1100.0, 700.0))
+        .with_size(size)
         .build_ui_state(|ui, panel: &mut Panel| panel.show(ui), panel)
 }
 
