@@ -139,6 +139,7 @@ fn every_state(h: &mut PanelHarness) {
                 text: sim::FAIL_TEXT.to_owned(),
             },
             at: now,
+            request: None,
         },
         last_acknowledged: ack(RelayState::Off, 7300),
     };
@@ -148,6 +149,7 @@ fn every_state(h: &mut PanelHarness) {
                 after: Duration::from_secs(3),
             },
             at: now,
+            request: None,
         },
         last_acknowledged: None,
     };
