@@ -875,3 +875,24 @@ fn save_keeps_the_session_unless_the_broker_changes() {
     connected(&mut h);
     assert_ne!(h.state().model.response_topic, topic);
 }
+
+/// A new filter shows its first matches: the list scrolls to the top,
+/// whatever the position before.
+#[test]
+fn new_filter_scrolls_to_the_top() {
+    let mut rig = GuiRig::offline(300, |_| {});
+    let mut h = rig.panel();
+    frames(&mut h);
+    assert!(h.query_by_label("Relay 0").is_some());
+    h.key_press(egui::Key::End);
+    frames(&mut h);
+    assert!(h.query_by_label("Relay 0").is_none(), "scrolled to the end");
+    // "Relay 1" matches Relay 1, 10–19, 100–199; the first row is group
+    // Even's Relay 10.
+    h.state_mut().filter = "Relay 1".into();
+    frames(&mut h);
+    assert!(
+        h.query_by_label("Relay 10").is_some(),
+        "the first match is on screen"
+    );
+}

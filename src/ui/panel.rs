@@ -436,6 +436,8 @@ impl Panel {
                     self.model.generation,
                 );
                 if self.rows.key.as_ref() != Some(&key) {
+                    let old_filter = self.rows.key.as_ref().map(|(filter, ..)| filter);
+                    self.list.to_top |= old_filter.is_some_and(|old| *old != self.filter);
                     self.rows.rows = self.model.rows(&self.filter, &self.prefs.collapsed);
                     self.rows.key = Some(key);
                 }

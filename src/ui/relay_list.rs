@@ -185,6 +185,9 @@ pub struct ListView {
     pub on_screen: Vec<usize>,
     /// Whole rows the last frame's viewport held (Page Up / Page Down).
     pub page_rows: usize,
+    /// Scroll to the top on the next draw: the filter changed, and a new
+    /// filter shows its first matches, not the old position.
+    pub to_top: bool,
     /// Scroll offset and viewport height of the last frame, to scroll the
     /// selection into view.
     scroll: Option<(f32, f32)>,
@@ -252,6 +255,9 @@ pub fn show(
         if wanted != offset {
             area = area.vertical_scroll_offset(wanted);
         }
+    }
+    if std::mem::take(&mut view.to_top) {
+        area = area.vertical_scroll_offset(0.0);
     }
     let focus = view.focus.take();
     let mut focused = None;
