@@ -249,6 +249,17 @@ fn rows_are_readable_at_every_size() {
         if width >= 1920.0 {
             shown_whole(&h, LONG_NAME, window);
         }
+        // The scroll bar floats over the list's right edge: no row
+        // button under it.
+        let bar = h.ctx.global_style().spacing.scroll;
+        let list_right =
+            width - 8.0 - (bar.bar_inner_margin + bar.bar_width + bar.bar_outer_margin);
+        for button in row_buttons(&h) {
+            assert!(
+                button.right() <= list_right + 0.5,
+                "{width}×{height}: a row button at {button:?} is under the scroll bar (from {list_right})"
+            );
+        }
         let leaves: Vec<(String, egui::Rect)> = h
             .query_all_by(|n| {
                 matches!(

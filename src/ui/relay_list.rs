@@ -218,8 +218,11 @@ pub fn show(
         return None;
     }
     let connected = model.connection.is_ready();
-    // The scroll bar's room is kept out of the rows whether it shows or not.
-    let width = ui.available_width() - ui.spacing().scroll.allocated_width();
+    // The scroll bar's room is kept out of the rows whether it shows or
+    // not: egui's bars float over the content, and would cover Details.
+    let bar = ui.spacing().scroll;
+    let width =
+        ui.available_width() - (bar.bar_inner_margin + bar.bar_width + bar.bar_outer_margin);
     let widest = match view.widest_name {
         Some((generation, widest)) if generation == model.generation => widest,
         _ => {
