@@ -420,9 +420,12 @@ impl Panel {
                 intents.extend(top_bar::status_bar(ui, &self.model, self.notice.as_ref()));
             });
         if has_relays && self.prefs.show_activity {
+            // A quarter of the window at most to begin with: at 800×600 the
+            // relays keep most of the room (the technician can drag it).
+            let activity_height = (ui.available_height() * 0.25).clamp(100.0, 220.0);
             egui::Panel::bottom("activity")
                 .resizable(true)
-                .default_size(220.0)
+                .default_size(activity_height)
                 .min_size(80.0)
                 .show(ui, |ui| {
                     intents.extend(activity::show(ui, &self.model, &mut self.activity_filter));
