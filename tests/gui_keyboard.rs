@@ -260,32 +260,76 @@ fn rows_are_readable_at_every_size() {
                 "{width}×{height}: a row button at {button:?} is under the scroll bar (from {list_right})"
             );
         }
-        let leaves: Vec<(String, egui::Rect)> = h
-            .query_all_by(|n| {
-                matches!(
-                    n.role(),
-                    egui::accesskit::Role::Button
-                        | egui::accesskit::Role::Label
-                        | egui::accesskit::Role::ProgressIndicator
-                )
-            })
-            .map(|n| {
-                let name = n.accesskit_node().label().or(n.value()).unwrap_or_default();
-                (name, n.rect())
-            })
-            .collect();
-        for (i, (a, ra)) in leaves.iter().enumerate() {
+        nothing_overlaps(&h, window, &format!("{width}×{height}"));
+    }
+}
+
+/// Every leaf widget's name and rectangle (buttons, labels, spinners).
+fn leaves(h: &PanelHarness) -> Vec<(String, egui::Rect)> {
+    h.query_all_by(|n| {
+        matches!(
+            n.role(),
+            egui::accesskit::Role::Button
+                | egui::accesskit::Role::Label
+                | egui::accesskit::Role::ProgressIndicator
+        )
+    })
+    .map(|n| {
+        let name = n.accesskit_node().label().or(n.value()).unwrap_or_default();
+        (name, n.rect())
+    })
+    .collect()
+}
+
+/// Asserts that no two leaves overlap and all lie inside `window`.
+fn nothing_overlaps(h: &PanelHarness, window: egui::Rect, what: &str) {
+    let leaves = leaves(h);
+    for (i, (a, ra)) in leaves.iter().enumerate() {
+        assert!(
+            window.contains_rect(*ra),
+            "{what}: {a:?} at {ra:?} is outside the window"
+        );
+        for (b, rb) in &leaves[i + 1..] {
             assert!(
-                window.contains_rect(*ra),
-                "{width}×{height}: {a:?} at {ra:?} is outside the window"
+                !overlap(*ra, *rb),
+                "{what}: {a:?} {ra:?} and {b:?} {rb:?} overlap"
             );
-            for (b, rb) in &leaves[i + 1..] {
-                assert!(
-                    !overlap(*ra, *rb),
-                    "{width}×{height}: {a:?} {ra:?} and {b:?} {rb:?} overlap"
-                );
-            }
         }
+    }
+}
+
+/// A long broker URL and a failed connection with a long reason: the top
+/// bar's left part is cut before its buttons, the reason wraps on a line
+/// of its own (whole, no tooltip repeating it), at 800 and 1100 px.
+#[test]
+fn top_bar_fits_a_long_url_and_reason() {
+    let reason = "connection to broker broker.plant-north.example.com:8883 refused: \
+                  not authorised (check the user name and password in Settings)";
+    for width in [800.0, 1100.0] {
+        let mut rig = GuiRig::offline(0, |_| {});
+        let size = egui::vec2(width, 700.0);
+        let mut config = common::config("mqtts://broker.plant-north.example.com:8883", 4);
+        config.broker.url = "mqtts://broker.plant-north.example.com:8883".into();
+        let mut h = fixed_panel(&mut rig, config, size);
+        h.state_mut().model.connection = ConnectionState::Failed {
+            reason: reason.to_owned(),
+        };
+        frames(&mut h);
+        nothing_overlaps(
+            &h,
+            egui::Rect::from_min_size(egui::Pos2::ZERO, size),
+            &format!("{width} px"),
+        );
+        let shown = label(&h, "not authorised");
+        assert!(shown.rect().height() > 0.0);
+        shown.hover();
+        frames(&mut h);
+        assert_eq!(
+            h.query_all_by_label_contains("not authorised").count(),
+            1,
+            "{width} px: the reason is shown more than once on hover"
+        );
+        assert!(h.query_by_label("Retry").is_some());
     }
 }
 

@@ -489,8 +489,7 @@ impl Panel {
     /// the focus, or a dialog or the settings window is open) and carries
     /// out those of the list; returns the intents of the others.
     fn keys(&mut self, ctx: &egui::Context) -> Vec<Intent> {
-        let blocked = !self.source.has_relays()
-            || self.confirmation.is_some()
+        let blocked = self.confirmation.is_some()
             || self.settings.is_some()
             || ctx.memory(|m| m.top_modal_layer()).is_some();
         let mut intents = Vec::new();
