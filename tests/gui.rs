@@ -3,195 +3,19 @@
 //! (start-up, preferences kept between runs, wake-ups).
 
 mod common;
+#[path = "common/gui_rig.rs"]
+mod gui_rig;
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use common::{Mosquitto, config};
 use egui_kittest::Harness;
 use egui_kittest::kittest::Queryable;
+use gui_rig::{GuiRig, badge, connected, frames, harness, has_text, wait_for};
 use relay_panel::config::Config;
 use relay_panel::protocol::RelayState;
-use relay_panel::sim::{self, Faults, SimHandle, SimOptions};
-use relay_panel::ui::{Intent, Panel, PanelApp, PanelOptions, Prefs, Source};
-use tokio::sync::mpsc;
-
-/// The panel under test, drawn by `Panel::show` (no eframe).
-type PanelHarness = Harness<'static, Panel>;
-
-/// What a GUI test runs against: a runtime for the engine and the devices
-/// (outside the UI thread), a directory for the configuration and the
-/// store, and unless offline a broker and simulated devices. Fields drop
-/// in this order, after the harness (declared later in each test).
-struct GuiRig {
-    /// The simulated devices (`None`: nothing answers).
-    devices: Option<SimHandle>,
-    /// Holds `panel.toml` and the store (`data/`).
-    dir: tempfile::TempDir,
-    /// The broker (`None` offline: the configuration points at a closed port).
-    broker: Option<Mosquitto>,
-    /// What the panels start with (saved to `panel.toml` by [`GuiRig::panel`]).
-    config: Config,
-    /// Ends (`recv` gives `None`) once the last panel built and everything
-    /// it left running are done: see [`GuiRig::close`].
-    shutdown_complete: Option<mpsc::Receiver<()>>,
-    /// Runs the engines and the devices.
-    rt: tokio::runtime::Runtime,
-}
-
-impl GuiRig {
-    /// A broker and, unless `faults` is `None`, simulated devices for
-    /// `relays` relays (subscribed before this returns).
-    fn start(relays: usize, faults: Option<Faults>) -> GuiRig {
-        GuiRig::start_with(relays, faults, |_| {})
-    }
-
-    /// Like [`GuiRig::start`], with the configuration edited first.
-    fn start_with(relays: usize, faults: Option<Faults>, edit: impl FnOnce(&mut Config)) -> GuiRig {
-        let broker = Mosquitto::start();
-        let mut config = config(&broker.url(), relays);
-        edit(&mut config);
-        let mut rig = GuiRig::new(config, Some(broker));
-        rig.devices = faults.map(|faults| rig.start_devices(faults));
-        rig
-    }
-
-    /// No broker: the configuration points at a closed port.
-    fn offline(relays: usize, edit: impl FnOnce(&mut Config)) -> GuiRig {
-        let mut config = config("mqtt://127.0.0.1:1", relays);
-        edit(&mut config);
-        GuiRig::new(config, None)
-    }
-
-    fn new(config: Config, broker: Option<Mosquitto>) -> GuiRig {
-        GuiRig {
-            devices: None,
-            dir: tempfile::tempdir().unwrap(),
-            broker,
-            config,
-            shutdown_complete: None,
-            rt: tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()
-                .unwrap(),
-        }
-    }
-
-    fn start_devices(&self, faults: Faults) -> SimHandle {
-        let _guard = self.rt.enter();
-        let (mut handle, _) = sim::spawn(SimOptions {
-            config: self.config.clone(),
-            faults,
-            client_id: None,
-        })
-        .unwrap();
-        self.rt.block_on(async {
-            tokio::time::timeout(Duration::from_secs(10), handle.ready())
-                .await
-                .unwrap()
-        });
-        handle
-    }
-
-    /// The simulated devices.
-    fn devices(&self) -> &SimHandle {
-        self.devices.as_ref().expect("a rig started with devices")
-    }
-
-    /// Where [`GuiRig::panel`] saves the configuration.
-    fn config_path(&self) -> std::path::PathBuf {
-        self.dir.path().join("panel.toml")
-    }
-
-    /// Options for a panel on this rig's runtime and store.
-    fn options(&mut self, source: Source, config: Option<Config>) -> PanelOptions {
-        let (shutdown_complete, all_done) = mpsc::channel(1);
-        self.shutdown_complete = Some(all_done);
-        PanelOptions {
-            source,
-            config,
-            data_dir: Some(self.dir.path().join("data")),
-            runtime: self.rt.handle().clone(),
-            prefs: Prefs::default(),
-            shutdown_complete,
-        }
-    }
-
-    /// The panel on the rig's configuration, saved to `panel.toml` (its
-    /// engine starts at once).
-    fn panel(&mut self) -> PanelHarness {
-        self.config.save(&self.config_path()).unwrap();
-        let options = self.options(Source::File(self.config_path()), Some(self.config.clone()));
-        harness(Panel::new(options, egui::Context::default()))
-    }
-
-    /// Closes the window (drops the harness) and waits, as `main` does,
-    /// until its engine has disconnected and flushed the store.
-    fn close<S>(&mut self, h: Harness<'static, S>) {
-        drop(h);
-        let mut all_done = self.shutdown_complete.take().expect("a panel was built");
-        self.rt.block_on(async {
-            tokio::time::timeout(Duration::from_secs(10), all_done.recv())
-                .await
-                .expect("engines and jobs finished after the window closed")
-        });
-    }
-}
-
-/// The panel drawn by `Panel::show`; the harness steps frames itself (see
-/// [`wait_for`]), so the panel's wake-ups go to a context of its own.
-fn harness(panel: Panel) -> PanelHarness {
-    Harness::builder()
-        .with_size(egui::vec2(1100.0, 700.0))
-        .build_ui_state(|ui, panel: &mut Panel| panel.show(ui), panel)
-}
-
-/// Steps frames until `done` holds (events arrive from other threads).
-fn wait_for<S>(
-    h: &mut Harness<'static, S>,
-    what: &str,
-    done: impl Fn(&Harness<'static, S>) -> bool,
-) {
-    let started = Instant::now();
-    loop {
-        h.step();
-        if done(h) {
-            return;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(10),
-            "timed out waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
-/// Runs a few frames (windows and modals lay out over two frames).
-fn frames<S>(h: &mut Harness<'static, S>) {
-    for _ in 0..4 {
-        h.step();
-    }
-}
-
-/// The state badge of the only relay shown, as read by a screen reader.
-fn badge<S>(h: &Harness<'static, S>) -> String {
-    let badges: Vec<String> = ["ON", "OFF", "UNKNOWN"]
-        .iter()
-        .filter(|state| h.query_by_label(&format!("State: {state}")).is_some())
-        .map(|s| s.to_string())
-        .collect();
-    assert_eq!(badges.len(), 1, "{badges:?}");
-    badges[0].clone()
-}
-
-fn has_text<S>(h: &Harness<'static, S>, text: &str) -> bool {
-    h.query_all_by_label_contains(text).next().is_some()
-}
-
-fn connected(h: &mut PanelHarness) {
-    wait_for(h, "connected", |h| h.state().model.connection.is_ready());
-}
+use relay_panel::sim::{self, Faults};
+use relay_panel::ui::{Intent, Panel, PanelApp, Prefs, Source};
 
 /// Click "On": the row shows the request pending (badge unchanged), then ON
 /// once the device confirmed.
@@ -422,7 +246,16 @@ fn snapshot_panel(rig: &mut GuiRig) -> Panel {
     panel.model.set_config(config);
     panel.model.connection = ConnectionState::Connected;
     panel.model.response_topic = "relay-panel/relay-panel-0123456789ab/response".into();
-    let now = SystemTime::now();
+    // Ages are shown on the clock's whole seconds: start just after one,
+    // so they read as set (12 s, 5 min, 2 h) whenever the frames run.
+    let since_epoch = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap();
+    std::thread::sleep(
+        Duration::from_secs(1) - Duration::from_nanos(since_epoch.subsec_nanos().into())
+            + Duration::from_millis(20),
+    );
+    let now = SystemTime::UNIX_EPOCH + Duration::from_secs(since_epoch.as_secs() + 1);
     let ack = |state, secs: u64, rtt_us: u64| {
         Some(Acknowledgement {
             state,
@@ -1044,4 +877,25 @@ fn save_keeps_the_session_unless_the_broker_changes() {
     ));
     connected(&mut h);
     assert_ne!(h.state().model.response_topic, topic);
+}
+
+/// A new filter shows its first matches: the list scrolls to the top,
+/// whatever the position before.
+#[test]
+fn new_filter_scrolls_to_the_top() {
+    let mut rig = GuiRig::offline(300, |_| {});
+    let mut h = rig.panel();
+    frames(&mut h);
+    assert!(h.query_by_label("Relay 0").is_some());
+    h.key_press(egui::Key::End);
+    frames(&mut h);
+    assert!(h.query_by_label("Relay 0").is_none(), "scrolled to the end");
+    // "Relay 1" matches Relay 1, 10–19, 100–199; the first row is group
+    // Even's Relay 10.
+    h.state_mut().filter = "Relay 1".into();
+    frames(&mut h);
+    assert!(
+        h.query_by_label("Relay 10").is_some(),
+        "the first match is on screen"
+    );
 }

@@ -19,6 +19,10 @@ pub struct PanelApp {
     /// Process start, to report the time to the first frame when
     /// `RELAY_PANEL_TIMING` is set (scripts/measure-gui.sh).
     pub started: Option<Instant>,
+    /// Frames drawn since the last report, and when that was: with
+    /// `RELAY_PANEL_TIMING` set, the frame rate goes to stderr every few
+    /// seconds (what an idle window costs is its repaints).
+    frames: Option<(u32, Instant)>,
 }
 
 impl PanelApp {
@@ -35,6 +39,7 @@ impl PanelApp {
         PanelApp {
             panel: Panel::new(options, cc.egui_ctx.clone()),
             started: None,
+            frames: std::env::var_os("RELAY_PANEL_TIMING").map(|_| (0, Instant::now())),
         }
     }
 }
@@ -53,6 +58,19 @@ impl eframe::App for PanelApp {
                 "first frame after {:.1} ms",
                 started.elapsed().as_secs_f64() * 1000.0
             );
+        }
+        if let Some((frames, since)) = &mut self.frames {
+            *frames += 1;
+            let elapsed = since.elapsed();
+            if elapsed.as_secs() >= 5 {
+                eprintln!(
+                    "{:.1} frames/s over {:.0} s",
+                    f64::from(*frames) / elapsed.as_secs_f64(),
+                    elapsed.as_secs_f64()
+                );
+                *frames = 0;
+                *since = Instant::now();
+            }
         }
     }
 

@@ -16,16 +16,22 @@
 //! - The views, each a function drawing from the model and returning an
 //!   [`Intent`]: [`top_bar`], [`relay_list`], [`activity`], [`detail`],
 //!   [`dialogs`], [`settings`], [`first_run`].
+//! - `row_layout.rs`: where a relay row's parts go at a given width;
+//!   `fit.rs`: text measured, cut with "…" and kept in its cell.
+//! - `shortcuts.rs`: the keyboard ([`shortcuts::read`]) and the list of
+//!   keys it shows (F1 or ?).
 //!
 //! The UI thread never blocks: the engine runs on tokio, file writes on
 //! background threads.
 
 mod app;
+mod fit;
 mod intent;
 mod jobs;
 mod model;
 mod panel;
 mod prefs;
+mod row_layout;
 mod source;
 mod watch;
 
@@ -35,6 +41,7 @@ pub mod dialogs;
 pub mod first_run;
 pub mod relay_list;
 pub mod settings;
+pub mod shortcuts;
 pub mod top_bar;
 
 pub use app::{PanelApp, TITLE};

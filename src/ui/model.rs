@@ -3,6 +3,7 @@
 use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 
 use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 
 use crate::config::Config;
 use crate::engine::{ConnectionState, Event};
@@ -284,20 +285,41 @@ impl Model {
         self.audit.truncate(AUDIT_KEPT);
     }
 
-    /// Time until some age or countdown text changes by itself.
-    pub fn next_tick(&self, now: std::time::SystemTime) -> Option<std::time::Duration> {
-        self.statuses
-            .iter()
-            .filter_map(|s| {
-                if s.is_pending() {
-                    return Some(std::time::Duration::from_secs(1));
+    /// Time until an age or a countdown on screen changes its text by
+    /// itself, when the next repaint is due; `None` when nothing on
+    /// screen ever does.
+    ///
+    /// Ages are shown on the wall clock's whole seconds ([`whole_second`]),
+    /// so every age on screen changes at the same instant: with thousands
+    /// of answers at different sub-second phases the window still repaints
+    /// at most once a second, on the second. Only the relays in `on_screen`
+    /// count: a row off screen changes nothing the technician sees.
+    pub fn next_tick(
+        &self,
+        now: SystemTime,
+        on_screen: impl IntoIterator<Item = usize>,
+    ) -> Option<Duration> {
+        let shown = whole_second(now);
+        let next_second = shown + Duration::from_secs(1);
+        on_screen
+            .into_iter()
+            .filter_map(|relay| {
+                let status = self.statuses.get(relay)?;
+                // A countdown's text is read afresh on every repaint: on the
+                // next whole second, like the ages.
+                if status.is_pending() {
+                    return Some(next_second);
                 }
-                let ack = s.last_acknowledged?;
-                Some(crate::relay::age_changes_in(
-                    now.duration_since(ack.at).unwrap_or_default(),
-                ))
+                let at = status.last_acknowledged?.at;
+                let age = shown.duration_since(at).unwrap_or_default();
+                // The age's text changes when it reaches its next whole
+                // unit, at `changes`; it is shown from the first whole
+                // second after that.
+                let changes = at + age + crate::relay::age_changes_in(age);
+                Some(round_up_to_second(changes).max(next_second))
             })
             .min()
+            .map(|tick| tick.duration_since(now).unwrap_or_default())
     }
 
     /// Index of the relay with this id.
@@ -354,6 +376,26 @@ impl Model {
     }
 }
 
+/// The clock ages are shown on: `now` rounded down to the whole second,
+/// so that all ages on screen change together, once a second at most
+/// (see [`Model::next_tick`]).
+pub fn whole_second(now: SystemTime) -> SystemTime {
+    let since_epoch = now
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default();
+    SystemTime::UNIX_EPOCH + Duration::from_secs(since_epoch.as_secs())
+}
+
+/// `at`, or the next whole second after it.
+fn round_up_to_second(at: SystemTime) -> SystemTime {
+    let shown = whole_second(at);
+    if shown == at {
+        at
+    } else {
+        shown + Duration::from_secs(1)
+    }
+}
+
 /// One line of the relay list.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Row {
@@ -361,4 +403,150 @@ pub enum Row {
     Group(usize, usize),
     /// A relay: index into `config.relays`.
     Relay(usize),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::RelayConfig;
+    use crate::protocol::RelayState;
+    use crate::relay::{Acknowledgement, Phase};
+
+    fn model(n: usize) -> Model {
+        let mut config = Config::new("mqtt://127.0.0.1:1883");
+        for i in 0..n {
+            config
+                .relays
+                .push(RelayConfig::new(&format!("r{i}"), &format!("t/{i}")));
+        }
+        Model::new(config)
+    }
+
+    fn acknowledged(at: SystemTime) -> RelayStatus {
+        RelayStatus {
+            last_acknowledged: Some(Acknowledgement {
+                state: RelayState::On,
+                requested: at,
+                at,
+                rtt: Duration::from_millis(1),
+                late: false,
+                restored: false,
+            }),
+            ..RelayStatus::default()
+        }
+    }
+
+    /// A quarter past a whole second.
+    fn now() -> SystemTime {
+        SystemTime::UNIX_EPOCH + Duration::from_millis(1_000_000_250)
+    }
+
+    /// 1,000 answers at random sub-second phases, all under a minute old
+    /// and on screen: the next repaint is at the next whole second, not
+    /// at the nearest of a thousand phases (which kept the window
+    /// repainting many times a second).
+    #[test]
+    fn ages_at_any_phase_tick_on_the_shared_second() {
+        let mut model = model(1000);
+        for status in &mut model.statuses {
+            let age = Duration::from_millis(rand::random_range(0..50_000));
+            *status = acknowledged(now() - age);
+        }
+        assert_eq!(
+            model.next_tick(now(), 0..1000),
+            Some(Duration::from_millis(750))
+        );
+    }
+
+    /// Rows off screen do not count: fresh answers below the viewport
+    /// leave the next repaint to the on-screen age (two hours old: its
+    /// text changes when it is three).
+    #[test]
+    fn only_relays_on_screen_count() {
+        let mut model = model(1000);
+        for status in &mut model.statuses {
+            *status = acknowledged(now() - Duration::from_millis(300));
+        }
+        model.statuses[7] = acknowledged(now() - Duration::from_secs(7300));
+        // "2 h ago" until it is 3 h old, 3,500 s from now; shown from the
+        // whole second after.
+        assert_eq!(
+            model.next_tick(now(), [7]),
+            Some(Duration::from_millis(3_500_750))
+        );
+        assert_eq!(model.next_tick(now(), []), None);
+        // Never acknowledged, idle: nothing ever changes by itself.
+        model.statuses[999] = RelayStatus::default();
+        assert_eq!(model.next_tick(now(), [999]), None);
+    }
+
+    /// Table: when each kind of text on screen next changes, always on a
+    /// whole second.
+    #[test]
+    fn next_tick_table() {
+        let second = |s: u64| SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000 + s);
+        let cases: [(&str, RelayStatus, u64); 6] = [
+            // An age of 12.25 s reads "12 s ago" until the next second.
+            (
+                "seconds",
+                acknowledged(now() - Duration::from_millis(12_250)),
+                750,
+            ),
+            // Answered 0.1 s ago (after the whole second the ages read):
+            // "just now" at 1,000,001 too; "1 s ago" from 1,000,002.
+            (
+                "this second",
+                acknowledged(now() - Duration::from_millis(100)),
+                1_750,
+            ),
+            // 59.5 s reads "59 s ago"; "1 min ago" from the next second.
+            (
+                "a minute",
+                acknowledged(now() - Duration::from_millis(59_500)),
+                750,
+            ),
+            // 61.25 s: "1 min ago" until 120 s, 59 shown seconds on.
+            (
+                "minutes",
+                acknowledged(now() - Duration::from_millis(61_250)),
+                58_750,
+            ),
+            (
+                "countdown",
+                RelayStatus {
+                    phase: Phase::Pending {
+                        requested: crate::protocol::Action::On,
+                        since: now(),
+                        deadline: now() + Duration::from_secs(3),
+                    },
+                    last_acknowledged: None,
+                },
+                750,
+            ),
+            (
+                "days",
+                acknowledged(second(0) - Duration::from_secs(3 * 86_400 + 10)),
+                (86_400 - 10) * 1000 - 250,
+            ),
+        ];
+        for (what, status, millis) in cases {
+            let mut model = model(1);
+            model.statuses[0] = status;
+            assert_eq!(
+                model.next_tick(now(), [0]),
+                Some(Duration::from_millis(millis)),
+                "{what}"
+            );
+        }
+    }
+
+    /// The clock ages read is the whole second.
+    #[test]
+    fn whole_second_rounds_down() {
+        assert_eq!(
+            whole_second(now()),
+            SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000)
+        );
+        assert_eq!(whole_second(whole_second(now())), whole_second(now()));
+    }
 }

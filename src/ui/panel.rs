@@ -16,6 +16,7 @@ use super::intent::{Confirmation, GroupQuestion, Intent};
 use super::jobs::{self, Job, Jobs};
 use super::model::{Model, Row};
 use super::prefs::Prefs;
+use super::shortcuts::{self, Shortcut};
 use super::source::Source;
 use super::watch::FileWatch;
 use super::{activity, detail, dialogs, first_run, relay_list, settings, top_bar};
@@ -89,6 +90,10 @@ pub struct Panel {
     pub settings: Option<settings::Draft>,
     /// One line of feedback (saved, exported, failed…), and whether it is an error.
     pub notice: Option<(String, bool)>,
+    /// The relay list's selection, focus and scroll, kept between frames.
+    pub list: relay_list::ListView,
+    /// Whether the list of keyboard shortcuts is open.
+    pub shortcuts_open: bool,
     /// Relay-list rows, kept between frames.
     rows: RowCache,
     /// Directory of the store (the demo's lives in `demo/` under it).
@@ -134,6 +139,8 @@ impl Panel {
             detail: None,
             settings: None,
             notice: None,
+            list: relay_list::ListView::default(),
+            shortcuts_open: false,
             rows: RowCache::default(),
             data_dir: options.data_dir,
             engine: None,
@@ -389,8 +396,10 @@ impl Panel {
     /// Draws the whole panel and applies what the technician asked.
     pub fn draw(&mut self, ui: &mut egui::Ui) {
         ui.ctx().set_theme(self.prefs.theme());
-        let mut intents: Vec<Intent> = Vec::new();
+        let now = std::time::SystemTime::now();
         let has_relays = self.source.has_relays();
+        // Keys first, before any widget sees them.
+        let mut intents: Vec<Intent> = self.keys(ui.ctx());
 
         egui::Panel::top("top_bar").show(ui, |ui| {
             intents.extend(top_bar::show(
@@ -399,13 +408,24 @@ impl Panel {
                 &self.source,
                 &mut self.filter,
                 &self.prefs,
-                self.notice.as_ref(),
+                &mut self.shortcuts_open,
             ));
         });
+        // Notices and warnings come and go here, in a bar whose height
+        // never changes: nothing under the pointer moves.
+        egui::Panel::bottom("status_bar")
+            .resizable(false)
+            .exact_size(top_bar::STATUS_BAR_HEIGHT)
+            .show(ui, |ui| {
+                intents.extend(top_bar::status_bar(ui, &self.model, self.notice.as_ref()));
+            });
         if has_relays && self.prefs.show_activity {
+            // A quarter of the window at most to begin with: at 800×600 the
+            // relays keep most of the room (the technician can drag it).
+            let activity_height = (ui.available_height() * 0.25).clamp(100.0, 220.0);
             egui::Panel::bottom("activity")
                 .resizable(true)
-                .default_size(220.0)
+                .default_size(activity_height)
                 .min_size(80.0)
                 .show(ui, |ui| {
                     intents.extend(activity::show(ui, &self.model, &mut self.activity_filter));
@@ -419,6 +439,8 @@ impl Panel {
                     self.model.generation,
                 );
                 if self.rows.key.as_ref() != Some(&key) {
+                    let old_filter = self.rows.key.as_ref().map(|(filter, ..)| filter);
+                    self.list.to_top |= old_filter.is_some_and(|old| *old != self.filter);
                     self.rows.rows = self.model.rows(&self.filter, &self.prefs.collapsed);
                     self.rows.key = Some(key);
                 }
@@ -427,6 +449,8 @@ impl Panel {
                     &self.model,
                     &self.rows.rows,
                     &self.prefs.collapsed,
+                    &mut self.list,
+                    now,
                 ));
             } else {
                 intents.extend(first_run::show(ui, &self.source));
@@ -442,15 +466,69 @@ impl Panel {
         if let Some(draft) = &mut self.settings {
             intents.extend(settings::show(&ctx, draft, &self.source));
         }
+        if self.shortcuts_open {
+            shortcuts::show(&ctx, &mut self.shortcuts_open);
+        }
         for intent in intents {
             self.apply(intent);
         }
-        // Repaint when a visible text changes by itself: an age ("12 s ago"
-        // each second, "5 min ago" each minute…) or a countdown. Engine
-        // events wake the UI on their own; nothing else repaints an idle panel.
-        if let Some(next) = self.model.next_tick(std::time::SystemTime::now()) {
+        // Repaint when a text on screen changes by itself: an age ("12 s
+        // ago" each second, "5 min ago" each minute…) or a countdown, all on
+        // the same whole second. Engine events wake the UI on their own;
+        // nothing else repaints an idle panel.
+        if has_relays
+            && let Some(next) = self
+                .model
+                .next_tick(now, self.list.on_screen.iter().copied())
+        {
             ctx.request_repaint_after(next.max(Duration::from_millis(50)));
         }
+    }
+
+    /// Reads this frame's keyboard shortcuts (none while a text field has
+    /// the focus, or a dialog or the settings window is open) and carries
+    /// out those of the list; returns the intents of the others.
+    fn keys(&mut self, ctx: &egui::Context) -> Vec<Intent> {
+        let blocked = self.confirmation.is_some()
+            || self.settings.is_some()
+            || ctx.memory(|m| m.top_modal_layer()).is_some();
+        let mut intents = Vec::new();
+        for shortcut in shortcuts::read(ctx, blocked, self.list.focused.is_some()) {
+            match shortcut {
+                Shortcut::Move(movement) => {
+                    self.list.selected = shortcuts::moved(
+                        &self.rows.rows,
+                        self.list.selected,
+                        movement,
+                        self.list.page_rows,
+                    );
+                    self.list.reveal = true;
+                    // In the buttons, the focus goes along to the same
+                    // button of the newly selected row.
+                    self.list.focus = self.list.focused.map(|(_, button)| button);
+                }
+                Shortcut::EnterRow => {
+                    if self.list.selected.is_some() {
+                        self.list.focus = Some(relay_list::RowButton::On);
+                    } else {
+                        self.list.selected =
+                            shortcuts::moved(&self.rows.rows, None, shortcuts::Movement::Home, 1);
+                    }
+                    self.list.reveal = true;
+                }
+                Shortcut::RefreshAll => {
+                    if self.model.connection.is_ready() {
+                        intents.push(Intent::RefreshAll);
+                    }
+                }
+                Shortcut::Help => self.shortcuts_open = !self.shortcuts_open,
+                Shortcut::Escape => self.shortcuts_open = false,
+            }
+        }
+        if !intents.is_empty() || self.list.reveal || self.list.focus.is_some() {
+            ctx.request_repaint();
+        }
+        intents
     }
 
     /// Carries out one intent.

@@ -1,22 +1,35 @@
 //! The relay list: group headings with group actions, and one row per
 //! relay. Only the rows on screen are laid out (`show_rows`), so 10,000
 //! relays scroll as smoothly as ten.
+//!
+//! Every row has the same height (`show_rows` needs it), chosen from the
+//! list's width by [`RowLayout`] (`row_layout.rs`): one line when the
+//! outcome has room beside the badge, name, buttons and age; two lines
+//! otherwise. Each part is laid out in a cell of its own and cut with "…"
+//! to it (`fit.rs`; the hover shows the whole text), so nothing is ever
+//! drawn over anything else.
+//!
+//! The keyboard's cursor is the selection in [`ListView`] (moved by
+//! [`shortcuts`](super::shortcuts)); Enter puts the focus on the selected
+//! row's buttons, in Tab order left to right.
+//!
+//! (Over 400 lines: a relay row draws, in one function, its parts, its
+//! highlight and its share of the keyboard's focus, kept together so that
+//! what a row does is read in one place.)
 
 use std::collections::BTreeSet;
 use std::time::SystemTime;
 
 use egui::{Color32, RichText};
 
+use super::fit::{cell, elided_label};
 use super::intent::Intent;
-use super::model::{Model, Row};
+use super::model::{Model, Row, whole_second};
+use super::row_layout::{BADGE_WIDTH, buttons_width, widest_name};
 use crate::protocol::{self, RelayState};
 use crate::relay::{Failure, LateAnswer, Phase, RelayStatus, format_age, format_rtt, format_time};
 
-/// Height of one row.
-pub const ROW_HEIGHT: f32 = 30.0;
-const BADGE_WIDTH: f32 = 84.0;
-const NAME_WIDTH: f32 = 210.0;
-const ACK_WIDTH: f32 = 230.0;
+pub use super::row_layout::{ROW_HEIGHT, RowCells, RowLayout, TWO_LINE_ROW_HEIGHT};
 
 /// Badge colour for a state: green ON, blue-grey OFF, grey UNKNOWN (with text, never colour alone).
 pub fn badge_colour(state: Option<RelayState>) -> Color32 {
@@ -118,14 +131,84 @@ pub fn phase_text(status: &RelayStatus, now: SystemTime) -> Option<(String, Opti
     Some((status.phase.to_string(), colour))
 }
 
-/// Draws the list.
+/// A button in a relay's row, in Tab order (left to right).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RowButton {
+    /// Switch on.
+    On,
+    /// Switch off.
+    Off,
+    /// Ask the device for its state.
+    Refresh,
+    /// Open the detail window.
+    Details,
+}
+
+impl RowButton {
+    /// Every button, left to right.
+    pub const ALL: [RowButton; 4] = [
+        RowButton::On,
+        RowButton::Off,
+        RowButton::Refresh,
+        RowButton::Details,
+    ];
+
+    /// The button's text.
+    pub fn label(self) -> &'static str {
+        match self {
+            RowButton::On => "On",
+            RowButton::Off => "Off",
+            RowButton::Refresh => "Refresh",
+            RowButton::Details => "Details",
+        }
+    }
+}
+
+/// The relay list's view state, kept by the panel between frames: the
+/// keyboard's selection, and what the last frame showed (for scrolling a
+/// page, and for the ages that repaint the window).
+#[derive(Debug, Default)]
+pub struct ListView {
+    /// The selected relay (index into `config.relays`): highlighted, and
+    /// what the keys act on. Kept while the filter hides it.
+    pub selected: Option<usize>,
+    /// Scroll the selected row into view on the next draw (set when the
+    /// selection moved, or a row button got the focus by Tab).
+    pub reveal: bool,
+    /// Give the keyboard focus to this button of the selected row on the
+    /// next draw (the next enabled one to its right when it is disabled).
+    pub focus: Option<RowButton>,
+    /// The row button that had the keyboard focus in the last frame.
+    pub focused: Option<(usize, RowButton)>,
+    /// Relays whose rows the last frame laid out: the on-screen ones (and
+    /// the one just below), whose ages and countdowns repaint the window.
+    pub on_screen: Vec<usize>,
+    /// Whole rows the last frame's viewport held (Page Up / Page Down).
+    pub page_rows: usize,
+    /// Scroll to the top on the next draw: the filter changed, and a new
+    /// filter shows its first matches, not the old position.
+    pub to_top: bool,
+    /// Scroll offset and viewport height of the last frame, to scroll the
+    /// selection into view.
+    scroll: Option<(f32, f32)>,
+    /// The widest relay name's width, for the configuration generation it
+    /// was measured for: the name column is as wide as the names need, so
+    /// the buttons stay near them.
+    widest_name: Option<(u64, f32)>,
+}
+
+/// Draws the list. `view` is the list's state between frames (selection,
+/// focus, scroll); `now` the frame's clock.
 pub fn show(
     ui: &mut egui::Ui,
     model: &Model,
     rows: &[Row],
     collapsed: &BTreeSet<String>,
+    view: &mut ListView,
+    now: SystemTime,
 ) -> Option<Intent> {
     let mut intent = None;
+    view.on_screen.clear();
     if model.config.relays.is_empty() {
         ui.label("This configuration has no relays. Add some in Settings.");
         return None;
@@ -134,29 +217,99 @@ pub fn show(
         ui.label("No relay matches the filter.");
         return None;
     }
-    let now = SystemTime::now();
     let connected = model.connection.is_ready();
-    egui::ScrollArea::vertical()
+    // The scroll bar's room is kept out of the rows whether it shows or
+    // not: egui's bars float over the content, and would cover Details.
+    let bar = ui.spacing().scroll;
+    let width =
+        ui.available_width() - (bar.bar_inner_margin + bar.bar_width + bar.bar_outer_margin);
+    let widest = match view.widest_name {
+        Some((generation, widest)) if generation == model.generation => widest,
+        _ => {
+            let widest = widest_name(ui, model);
+            view.widest_name = Some((model.generation, widest));
+            widest
+        }
+    };
+    let layout = RowLayout::new(
+        width,
+        widest,
+        buttons_width(ui),
+        ui.spacing().item_spacing.x,
+    );
+    let pitch = layout.height + ui.spacing().item_spacing.y;
+    let mut area = egui::ScrollArea::vertical()
         .id_salt("relay_list")
-        .auto_shrink([false, false])
-        .show_rows(ui, ROW_HEIGHT, rows.len(), |ui, range| {
-            for row in &rows[range] {
-                let chosen = match *row {
-                    Row::Group(g, matching) => {
-                        group_row(ui, model, g, matching, collapsed, connected)
-                    }
-                    Row::Relay(r) => {
-                        ui.push_id(&model.config.relays[r].id, |ui| {
-                            relay_row(ui, model, r, now, connected)
-                        })
-                        .inner
-                    }
-                };
-                if chosen.is_some() {
-                    intent = chosen;
+        .auto_shrink([false, false]);
+    if std::mem::take(&mut view.reveal)
+        && let Some(index) = rows
+            .iter()
+            .position(|row| Some(*row) == view.selected.map(Row::Relay))
+    {
+        let top = index as f32 * pitch;
+        let (offset, height) = view.scroll.unwrap_or_default();
+        let wanted = if top < offset || height <= 0.0 {
+            top
+        } else if top + layout.height > offset + height {
+            top + layout.height - height
+        } else {
+            offset
+        };
+        if wanted != offset {
+            area = area.vertical_scroll_offset(wanted);
+        }
+    }
+    if std::mem::take(&mut view.to_top) {
+        area = area.vertical_scroll_offset(0.0);
+    }
+    let focus = view.focus.take();
+    let mut focused = None;
+    let output = area.show_rows(ui, layout.height, rows.len(), |ui, range| {
+        for row in &rows[range] {
+            let chosen = match *row {
+                Row::Group(g, matching) => {
+                    group_row(ui, model, g, matching, collapsed, connected, layout.height)
                 }
+                Row::Relay(r) => {
+                    view.on_screen.push(r);
+                    let selected = view.selected == Some(r);
+                    let row = RowContext {
+                        model,
+                        relay: r,
+                        now,
+                        connected,
+                        layout: &layout,
+                        selected,
+                        focus: focus.filter(|_| selected),
+                    };
+                    let drawn = ui
+                        .push_id(&model.config.relays[r].id, |ui| relay_row(ui, &row))
+                        .inner;
+                    if drawn.clicked {
+                        view.selected = Some(r);
+                    }
+                    if let Some(button) = drawn.focused {
+                        focused = Some((r, button));
+                    }
+                    if drawn.gained_focus && !selected {
+                        // Tab reached a row (maybe the one below the
+                        // viewport): it becomes the selection, in view.
+                        view.selected = Some(r);
+                        view.reveal = true;
+                        ui.ctx().request_repaint();
+                    }
+                    drawn.intent
+                }
+            };
+            if chosen.is_some() {
+                intent = chosen;
             }
-        });
+        }
+    });
+    view.focused = focused;
+    let height = output.inner_rect.height();
+    view.scroll = Some((output.state.clamped_offset().y, height));
+    view.page_rows = ((height / pitch).floor() as usize).max(1);
     intent
 }
 
@@ -167,11 +320,13 @@ fn group_row(
     matching: usize,
     collapsed: &BTreeSet<String>,
     connected: bool,
+    height: f32,
 ) -> Option<Intent> {
     let group = &model.groups[g];
     let mut intent = None;
     ui.push_id(("group", &group.name), |ui| {
-        ui.allocate_ui(egui::vec2(ui.available_width(), ROW_HEIGHT), |ui| {
+        ui.allocate_ui(egui::vec2(ui.available_width(), height), |ui| {
+            ui.set_min_height(height);
             ui.horizontal_centered(|ui| {
                 let open = !collapsed.contains(&group.name);
                 let title = format!("{} ({matching})", group.title());
@@ -227,10 +382,10 @@ fn group_row(
                     } else {
                         ui.visuals().text_color()
                     };
-                    ui.label(RichText::new(text).color(colour));
                     if run.done() && ui.small_button("Dismiss").clicked() {
                         intent = Some(Intent::DismissGroupRun);
                     }
+                    elided_label(ui, RichText::new(text).color(colour), None);
                 }
             });
         });
@@ -264,112 +419,164 @@ fn disclosure_triangle(ui: &egui::Ui, rect: egui::Rect, open: bool) {
     ));
 }
 
-/// Lays out `add` left-aligned in a column of exactly `width`.
-fn fixed_width(ui: &mut egui::Ui, width: f32, add: impl FnOnce(&mut egui::Ui)) {
-    ui.allocate_ui_with_layout(
-        egui::vec2(width, ROW_HEIGHT),
-        egui::Layout::left_to_right(egui::Align::Center),
-        |ui| {
-            ui.set_width(width);
-            add(ui);
-        },
-    );
+/// What one relay row needs to draw itself.
+struct RowContext<'a> {
+    model: &'a Model,
+    /// Index into `config.relays`.
+    relay: usize,
+    /// The frame's clock (ages read it on whole seconds).
+    now: SystemTime,
+    /// Whether requests can be sent.
+    connected: bool,
+    layout: &'a RowLayout,
+    /// Whether this is the keyboard's selection.
+    selected: bool,
+    /// The button to give the keyboard focus to (selected row only).
+    focus: Option<RowButton>,
 }
 
-fn relay_row(
-    ui: &mut egui::Ui,
-    model: &Model,
-    r: usize,
-    now: SystemTime,
-    connected: bool,
-) -> Option<Intent> {
+/// What happened in a relay row this frame.
+#[derive(Default)]
+struct DrawnRow {
+    /// What the technician asked for.
+    intent: Option<Intent>,
+    /// The row (or one of its buttons) was clicked.
+    clicked: bool,
+    /// The row button that has the keyboard focus.
+    focused: Option<RowButton>,
+    /// One of the row's buttons got the keyboard focus this frame.
+    gained_focus: bool,
+}
+
+fn relay_row(ui: &mut egui::Ui, row: &RowContext<'_>) -> DrawnRow {
+    let model = row.model;
+    let r = row.relay;
     let relay = &model.config.relays[r];
     let status = &model.statuses[r];
-    let mut intent = None;
-    ui.allocate_ui(egui::vec2(ui.available_width(), ROW_HEIGHT), |ui| {
-        ui.horizontal_centered(|ui| {
-            ui.add_space(18.0);
-            badge(ui, status.last_acknowledged.map(|a| a.state));
-            fixed_width(ui, NAME_WIDTH, |ui| {
-                ui.add(egui::Label::new(RichText::new(relay.display_name()).strong()).truncate())
-                    .on_hover_text(format!(
-                        "id: {}\nrequest topic: {}",
-                        relay.id, relay.request_topic
-                    ));
-            });
-            let (ack, hover) = ack_text(status, now);
-            let ack_label = RichText::new(ack);
-            let ack_label = match status.last_acknowledged {
-                Some(a) if a.restored => ack_label.italics().weak(),
-                _ => ack_label,
-            };
-            fixed_width(ui, ACK_WIDTH, |ui| {
-                ui.add(egui::Label::new(ack_label).truncate())
-                    .on_hover_text(hover);
-            });
-            ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
-                if ui
-                    .button("Details")
-                    .on_hover_text("Settings, round trips and history of this relay")
-                    .clicked()
-                {
-                    intent = Some(Intent::ShowDetail(r));
-                }
-                let idle = connected && !status.is_pending();
-                let why = if status.is_pending() {
-                    "A request is in flight"
-                } else {
-                    "Not connected to the broker"
-                };
-                let query = relay.payload_query.is_some();
-                let refresh = ui
-                    .add_enabled(idle && query, egui::Button::new("Refresh"))
+    let mut drawn = DrawnRow::default();
+    // The row itself senses clicks (to select it); registered first, so
+    // the buttons drawn over it get their own clicks. Not a Tab stop: the
+    // keyboard reaches rows by the selection, and their buttons by Tab.
+    let mut sense = egui::Sense::click();
+    sense -= egui::Sense::FOCUSABLE;
+    let (rect, background) =
+        ui.allocate_exact_size(egui::vec2(row.layout.width, row.layout.height), sense);
+    drawn.clicked = background.clicked();
+    let visuals = ui.visuals();
+    if row.selected {
+        ui.painter()
+            .rect_filled(rect, 3.0, visuals.selection.bg_fill.gamma_multiply(0.35));
+        ui.painter().rect_filled(
+            egui::Rect::from_min_size(rect.min, egui::vec2(3.0, rect.height())),
+            1.0,
+            visuals.selection.bg_fill,
+        );
+    } else if background.contains_pointer() {
+        ui.painter().rect_filled(
+            rect,
+            3.0,
+            visuals.widgets.hovered.weak_bg_fill.gamma_multiply(0.5),
+        );
+    }
+    let cells = row.layout.cells(rect);
+    cell(ui, cells.badge, |ui| {
+        badge(ui, status.last_acknowledged.map(|a| a.state));
+    });
+    cell(ui, cells.name, |ui| {
+        elided_label(
+            ui,
+            RichText::new(relay.display_name()).strong(),
+            Some(&format!(
+                "id: {}\nrequest topic: {}",
+                relay.id, relay.request_topic
+            )),
+        );
+    });
+    cell(ui, cells.buttons, |ui| {
+        let idle = row.connected && !status.is_pending();
+        let query = relay.payload_query.is_some();
+        let enabled = |b: RowButton| match b {
+            RowButton::On | RowButton::Off => idle,
+            RowButton::Refresh => idle && query,
+            RowButton::Details => true,
+        };
+        // Focus goes to the asked button, or the next enabled one to its
+        // right (Details always is).
+        let focus = row.focus.and_then(|wanted| {
+            RowButton::ALL
+                .into_iter()
+                .skip_while(|b| *b != wanted)
+                .find(|b| enabled(*b))
+        });
+        let why = if status.is_pending() {
+            "A request is in flight"
+        } else {
+            "Not connected to the broker"
+        };
+        for button in RowButton::ALL {
+            let response = ui.add_enabled(enabled(button), egui::Button::new(button.label()));
+            let response = match button {
+                RowButton::On | RowButton::Off => response.on_disabled_hover_text(why),
+                RowButton::Refresh => response
                     .on_hover_text("Ask the device for its state")
                     .on_disabled_hover_text(if query {
                         why
                     } else {
                         "No payload_query configured for this relay"
-                    });
-                if refresh.clicked() {
-                    intent = Some(Intent::Switch {
-                        relay: r,
-                        action: protocol::Action::Query,
-                    });
+                    }),
+                RowButton::Details => {
+                    response.on_hover_text("Settings, round trips and history of this relay")
                 }
-                if ui
-                    .add_enabled(idle, egui::Button::new("Off"))
-                    .on_disabled_hover_text(why)
-                    .clicked()
-                {
-                    intent = Some(Intent::Switch {
-                        relay: r,
-                        action: protocol::Action::Off,
-                    });
-                }
-                if ui
-                    .add_enabled(idle, egui::Button::new("On"))
-                    .on_disabled_hover_text(why)
-                    .clicked()
-                {
-                    intent = Some(Intent::Switch {
+            };
+            if focus == Some(button) {
+                response.request_focus();
+            }
+            if response.has_focus() {
+                drawn.focused = Some(button);
+            }
+            drawn.gained_focus |= response.gained_focus();
+            if response.clicked() {
+                drawn.clicked = true;
+                drawn.intent = Some(match button {
+                    RowButton::On => Intent::Switch {
                         relay: r,
                         action: protocol::Action::On,
-                    });
-                }
-                ui.with_layout(egui::Layout::left_to_right(egui::Align::Center), |ui| {
-                    if status.is_pending() {
-                        ui.spinner();
-                    }
-                    if let Some((text, colour)) = phase_text(status, now) {
-                        let mut text = RichText::new(text);
-                        if let Some(colour) = colour {
-                            text = text.color(colour);
-                        }
-                        ui.add(egui::Label::new(text).truncate());
-                    }
+                    },
+                    RowButton::Off => Intent::Switch {
+                        relay: r,
+                        action: protocol::Action::Off,
+                    },
+                    RowButton::Refresh => Intent::Switch {
+                        relay: r,
+                        action: protocol::Action::Query,
+                    },
+                    RowButton::Details => Intent::ShowDetail(r),
                 });
-            });
-        });
+            }
+        }
     });
-    intent
+    cell(ui, cells.ack, |ui| {
+        // Ages read the clock on whole seconds: every age on screen
+        // changes at the same instant (see `Model::next_tick`).
+        let (ack, hover) = ack_text(status, whole_second(row.now));
+        let ack = RichText::new(ack);
+        let ack = match status.last_acknowledged {
+            Some(a) if a.restored => ack.italics().weak(),
+            _ => ack,
+        };
+        elided_label(ui, ack, Some(&hover));
+    });
+    cell(ui, cells.outcome, |ui| {
+        if status.is_pending() {
+            ui.add(egui::Spinner::new().size(16.0));
+        }
+        if let Some((text, colour)) = phase_text(status, row.now) {
+            let mut text = RichText::new(text);
+            if let Some(colour) = colour {
+                text = text.color(colour);
+            }
+            elided_label(ui, text, None);
+        }
+    });
+    drawn
 }
