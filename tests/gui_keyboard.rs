@@ -114,6 +114,7 @@ fn every_state(h: &mut PanelHarness) {
             rtt: Duration::from_micros(2100),
             late: false,
             restored: false,
+            evidence: relay_panel::outcome::Evidence::Correlated,
         })
     };
     let statuses = &mut h.state_mut().model.statuses;
@@ -122,6 +123,7 @@ fn every_state(h: &mut PanelHarness) {
             state: RelayState::On,
             at: now,
             rtt: Duration::from_micros(2100),
+            evidence: relay_panel::outcome::Evidence::Correlated,
         },
         last_acknowledged: ack(RelayState::On, 12),
     };

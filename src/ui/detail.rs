@@ -33,10 +33,11 @@ pub fn show(ctx: &egui::Context, model: &Model, relay: usize) -> Option<Intent> 
             egui::Grid::new("detail_grid")
                 .num_columns(2)
                 .show(ui, |ui| {
-                    let rows: [(&str, String); 8] = [
+                    let rows: [(&str, String); 9] = [
                         ("Id", config.id.clone()),
                         ("Group", config.group.clone()),
-                        ("Request topic", config.request_topic.clone()),
+                        ("Kind", config.kind.to_string()),
+                        ("Topic", config.topic_label()),
                         (
                             "Payload on / off",
                             format!("{:?} / {:?}", config.payload_on, config.payload_off),

@@ -334,7 +334,7 @@ impl Model {
             return true;
         }
         let r = &self.config.relays[relay];
-        [&r.name, &r.id, &r.group, &r.request_topic]
+        [&r.name, &r.id, &r.group, &r.topic_label()]
             .iter()
             .any(|field| field.to_lowercase().contains(needle))
     }
@@ -431,6 +431,7 @@ mod tests {
                 rtt: Duration::from_millis(1),
                 late: false,
                 restored: false,
+                evidence: crate::outcome::Evidence::Correlated,
             }),
             ..RelayStatus::default()
         }

@@ -574,7 +574,7 @@ impl Panel {
             }
             Intent::RefreshAll => {
                 for relay in 0..self.model.config.relays.len() {
-                    if self.model.config.relays[relay].payload_query.is_some()
+                    if self.model.config.relays[relay].can_query()
                         && !self.model.statuses[relay].is_pending()
                     {
                         self.send(relay, protocol::Action::Query);

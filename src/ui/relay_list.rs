@@ -26,6 +26,7 @@ use super::fit::{cell, elided_label};
 use super::intent::Intent;
 use super::model::{Model, Row, whole_second};
 use super::row_layout::{BADGE_WIDTH, buttons_width, widest_name};
+use crate::outcome::Evidence;
 use crate::protocol::{self, RelayState};
 use crate::relay::{Failure, LateAnswer, Phase, RelayStatus, format_age, format_rtt, format_time};
 
@@ -80,7 +81,10 @@ pub fn ack_text(status: &RelayStatus, now: SystemTime) -> (String, String) {
         ),
         Some(ack) => {
             let age = format_age(now.duration_since(ack.at).unwrap_or_default());
-            let mut text = format!("last acknowledged {age}");
+            let mut text = match ack.evidence {
+                Evidence::Correlated => format!("last acknowledged {age}"),
+                Evidence::Reported => format!("last reported {age}"),
+            };
             if ack.late {
                 text.push_str(" (late)");
             }
@@ -89,6 +93,14 @@ pub fn ack_text(status: &RelayStatus, now: SystemTime) -> (String, String) {
                 format_time(ack.at),
                 format_rtt(ack.rtt)
             );
+            hover.push_str(match ack.evidence {
+                Evidence::Correlated => {
+                    "\nConfirmed: the device's reply to this very request (its correlation data or RPC id)."
+                }
+                Evidence::Reported => {
+                    "\nReported: the device published this state after the command, but nothing ties that message to the request."
+                }
+            });
             if ack.restored {
                 hover.push_str("\nFrom an earlier session: not confirmed since this panel started. Refresh to ask the device.");
             }
@@ -480,21 +492,27 @@ fn relay_row(ui: &mut egui::Ui, row: &RowContext<'_>) -> DrawnRow {
     }
     let cells = row.layout.cells(rect);
     cell(ui, cells.badge, |ui| {
-        badge(ui, status.last_acknowledged.map(|a| a.state));
+        let badge = badge(ui, status.last_acknowledged.map(|a| a.state));
+        // How the state is known: a reply to the request, or a report.
+        badge.on_hover_ui(|ui| {
+            ui.label(ack_text(status, row.now).1);
+        });
     });
     cell(ui, cells.name, |ui| {
         elided_label(
             ui,
             RichText::new(relay.display_name()).strong(),
             Some(&format!(
-                "id: {}\nrequest topic: {}",
-                relay.id, relay.request_topic
+                "id: {} ({})\ntopic: {}",
+                relay.id,
+                relay.kind,
+                relay.topic_label()
             )),
         );
     });
     cell(ui, cells.buttons, |ui| {
         let idle = row.connected && !status.is_pending();
-        let query = relay.payload_query.is_some();
+        let query = relay.can_query();
         let enabled = |b: RowButton| match b {
             RowButton::On | RowButton::Off => idle,
             RowButton::Refresh => idle && query,

@@ -212,11 +212,7 @@ pub fn show(
                 filter.clear();
                 search.request_focus();
             }
-            let queryable = model
-                .config
-                .relays
-                .iter()
-                .any(|r| r.payload_query.is_some());
+            let queryable = model.config.relays.iter().any(|r| r.can_query());
             let refresh = ui
                 .add_enabled(
                     queryable && model.connection.is_ready(),
