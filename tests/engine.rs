@@ -442,7 +442,7 @@ async fn late_answer_is_marked_late() {
                 assert!(ack.late);
                 assert_eq!(ack.state, RelayState::On);
                 // The request ended unanswered; its own late answer
-                // replaces the failure text (a0b89a6), nothing else.
+                // replaces the failure text, nothing else.
                 assert!(
                     matches!(status.phase, Phase::Late { .. }),
                     "the late answer replaces its request's failure: {status:?}"

@@ -5,130 +5,35 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
+#[path = "common/gui_rig.rs"]
+mod gui_rig;
 
-use common::{Mosquitto, config};
+use common::config;
 use egui::accesskit::Role;
-use egui_kittest::Harness;
 use egui_kittest::kittest::{By, NodeT, Queryable};
+use gui_rig::{GuiRig, PanelHarness, harness, has_text, wait_for};
 use relay_panel::config::{Config, EXAMPLE};
-use relay_panel::ui::{Panel, PanelOptions, Prefs, Source};
-use tokio::sync::mpsc;
+use relay_panel::ui::{Panel, Source};
 
-/// The panel under test, drawn by `Panel::show` (no eframe).
-type PanelHarness = Harness<'static, Panel>;
-
-/// What these tests run against: a directory for the configuration and
-/// the store, a runtime for the engine, and a broker where one is needed.
-/// Fields drop in this order, after the harness (declared later in each
-/// test). A small copy of `tests/gui.rs`'s `GuiRig`.
-struct Rig {
-    /// Holds `panel.toml` and the store (`data/`).
-    dir: tempfile::TempDir,
-    /// The broker (`None`: the configuration points at a closed port).
-    broker: Option<Mosquitto>,
-    /// Ends once the panel built and everything it left running are done.
-    shutdown_complete: Option<mpsc::Receiver<()>>,
-    /// Runs the engine.
-    rt: tokio::runtime::Runtime,
+/// A panel on `text` written to `panel.toml` and loaded.
+fn panel_on_file(rig: &mut GuiRig, text: &str) -> PanelHarness {
+    std::fs::write(rig.config_path(), text).unwrap();
+    let config = Config::load(&rig.config_path()).unwrap();
+    let options = rig.options(Source::File(rig.config_path()), Some(config));
+    harness(Panel::new(options, egui::Context::default()))
 }
 
-impl Rig {
-    /// No broker.
-    fn offline() -> Rig {
-        Rig::new(None)
-    }
-
-    /// A broker on a free loopback port.
-    fn with_broker() -> Rig {
-        Rig::new(Some(Mosquitto::start()))
-    }
-
-    fn new(broker: Option<Mosquitto>) -> Rig {
-        Rig {
-            dir: tempfile::tempdir().unwrap(),
-            broker,
-            shutdown_complete: None,
-            rt: tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()
-                .unwrap(),
-        }
-    }
-
-    /// The broker's URL, or a closed port.
-    fn url(&self) -> String {
-        self.broker
-            .as_ref()
-            .map_or_else(|| "mqtt://127.0.0.1:1".to_owned(), |b| b.url())
-    }
-
-    /// Where the configuration file goes.
-    fn config_path(&self) -> std::path::PathBuf {
-        self.dir.path().join("panel.toml")
-    }
-
-    /// A panel on `source`, with `config` loaded (its engine starts at once).
-    fn panel(&mut self, source: Source, config: Option<Config>) -> PanelHarness {
-        let (shutdown_complete, all_done) = mpsc::channel(1);
-        self.shutdown_complete = Some(all_done);
-        let options = PanelOptions {
-            source,
-            config,
-            data_dir: Some(self.dir.path().join("data")),
-            runtime: self.rt.handle().clone(),
-            prefs: Prefs::default(),
-            shutdown_complete,
-        };
-        Harness::builder()
-            .with_size(egui::vec2(1100.0, 700.0))
-            .build_ui_state(
-                |ui, panel: &mut Panel| panel.show(ui),
-                Panel::new(options, egui::Context::default()),
-            )
-    }
-
-    /// `text` written to `panel.toml`, loaded, and a panel on it.
-    fn panel_on_file(&mut self, text: &str) -> PanelHarness {
-        std::fs::write(self.config_path(), text).unwrap();
-        let config = Config::load(&self.config_path()).unwrap();
-        self.panel(Source::File(self.config_path()), Some(config))
-    }
-
-    /// `config` saved to `panel.toml`, and a panel on it.
-    fn panel_on(&mut self, config: Config) -> PanelHarness {
-        config.save(&self.config_path()).unwrap();
-        self.panel(Source::File(self.config_path()), Some(config))
-    }
+/// A panel on `config`, saved to `panel.toml`.
+fn panel_on(rig: &mut GuiRig, config: Config) -> PanelHarness {
+    rig.config = config;
+    rig.panel()
 }
 
-/// Steps frames until `done` holds (events arrive from other threads).
-fn wait_for(h: &mut PanelHarness, what: &str, done: impl Fn(&PanelHarness) -> bool) {
-    let started = Instant::now();
-    loop {
-        h.step();
-        if done(h) {
-            return;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(10),
-            "timed out waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
-/// Runs a few frames (windows and tables lay out over two frames, a
-/// scroll animates over several).
+/// Runs frames enough for windows and tables to lay out and a scroll to
+/// animate (twice the rig's [`gui_rig::frames`]).
 fn frames(h: &mut PanelHarness) {
-    for _ in 0..8 {
-        h.step();
-    }
-}
-
-fn has_text(h: &PanelHarness, text: &str) -> bool {
-    h.query_all_by_label_contains(text).next().is_some()
+    gui_rig::frames(h);
+    gui_rig::frames(h);
 }
 
 /// Opens the settings window.
@@ -164,8 +69,8 @@ const HAND_WRITTEN: &str = "# the lab\n[broker]\nurl = \"mqtt://127.0.0.1:1\"\n\
 /// topic, no default payloads and no default timeout.
 #[test]
 fn settings_save_writes_only_what_changed() {
-    let mut rig = Rig::offline();
-    let mut h = rig.panel_on_file(HAND_WRITTEN);
+    let mut rig = GuiRig::offline(0, |_| {});
+    let mut h = panel_on_file(&mut rig, HAND_WRITTEN);
     open_settings(&mut h);
     h.get_by_label("Add relay").click();
     frames(&mut h);
@@ -185,11 +90,11 @@ fn settings_save_writes_only_what_changed() {
 /// hint: egui shows the hint only in an empty field).
 #[test]
 fn settings_default_timeout_shows_the_broker_timeout() {
-    let mut rig = Rig::offline();
-    let mut config = config(&rig.url(), 2);
+    let mut rig = GuiRig::offline(0, |_| {});
+    let mut config = config(&rig.config.broker.url, 2);
     config.broker.request_timeout_ms = 2500;
     config.relays[1].timeout_ms = Some(700);
-    let mut h = rig.panel_on(config);
+    let mut h = panel_on(&mut rig, config);
     open_settings(&mut h);
     let timeouts: Vec<_> = h
         .query_all(By::new().label("Timeout ms").role(Role::TextInput))
@@ -213,10 +118,10 @@ fn settings_default_timeout_shows_the_broker_timeout() {
 /// field, and the headings stay above the rows, over their columns.
 #[test]
 fn settings_table_headings_rows_and_new_relay() {
-    let mut rig = Rig::offline();
-    let mut config = config(&rig.url(), 10_000);
+    let mut rig = GuiRig::offline(0, |_| {});
+    let mut config = config(&rig.config.broker.url, 10_000);
     config.relays[0].payload_on = "SWITCH_ON_NOW".into();
-    let mut h = rig.panel_on(config);
+    let mut h = panel_on(&mut rig, config);
     open_settings(&mut h);
 
     let check_columns = |h: &PanelHarness, row_slack: f32| {
@@ -297,8 +202,9 @@ fn settings_table_headings_rows_and_new_relay() {
 /// The detail window opens clear of the top bar's connection state.
 #[test]
 fn detail_window_leaves_the_connection_state_visible() {
-    let mut rig = Rig::with_broker();
-    let mut h = rig.panel_on(config(&rig.url(), 3));
+    let mut rig = GuiRig::start(0, None);
+    let three = config(&rig.config.broker.url, 3);
+    let mut h = panel_on(&mut rig, three);
     wait_for(&mut h, "connected", |h| {
         h.state().model.connection.is_ready()
     });
@@ -321,9 +227,10 @@ fn detail_window_leaves_the_connection_state_visible() {
 /// whole example on the clipboard.
 #[test]
 fn first_run_example_is_a_left_aligned_code_block_with_copy() {
-    let mut rig = Rig::offline();
+    let mut rig = GuiRig::offline(0, |_| {});
     let path = rig.dir.path().join("config.toml");
-    let mut h = rig.panel(Source::Missing(path), None);
+    let options = rig.options(Source::Missing(path), None);
+    let mut h = harness(Panel::new(options, egui::Context::default()));
     frames(&mut h);
     let block = h.get_by_label(EXAMPLE.trim_end());
     let lefts: Vec<f32> = block

@@ -12,6 +12,9 @@ use std::time::SystemTime;
 pub struct FileStamp(Option<(u64, u64)>);
 
 impl FileStamp {
+    /// The stamp of a file that does not exist.
+    pub const MISSING: FileStamp = FileStamp(None);
+
     /// The stamp of `bytes` as a file's contents.
     pub fn of_bytes(bytes: &[u8]) -> FileStamp {
         let mut hasher = DefaultHasher::new();
@@ -24,7 +27,7 @@ impl FileStamp {
     pub fn read(path: &Path) -> std::io::Result<FileStamp> {
         match std::fs::read(path) {
             Ok(bytes) => Ok(FileStamp::of_bytes(&bytes)),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(FileStamp(None)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(FileStamp::MISSING),
             Err(e) => Err(e),
         }
     }

@@ -190,16 +190,30 @@ pub(super) fn save(config: Config, to: Option<SaveTo>) -> Job {
 }
 
 fn save_checked(config: &Config, to: &SaveTo) -> Result<(), JobError> {
-    let now = FileStamp::read(&to.path).map_err(|source| JobError::Check {
-        path: to.path.clone(),
-        source,
-    })?;
+    // Read once: checked against what Settings showed, and the text the
+    // new contents are rendered into.
+    let existing = match std::fs::read(&to.path) {
+        Ok(bytes) => Some(bytes),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(source) => {
+            return Err(JobError::Check {
+                path: to.path.clone(),
+                source,
+            });
+        }
+    };
+    let now = existing
+        .as_deref()
+        .map_or(FileStamp::MISSING, FileStamp::of_bytes);
     if to.expected.is_some_and(|expected| expected != now) {
         return Err(JobError::ChangedOnDisk(to.path.clone()));
     }
     // Known before written: the watch must never see the new contents as
     // somebody else's (`save` renders the same text from the same file).
-    let existing = std::fs::read_to_string(&to.path).unwrap_or_default();
+    // (as `save` reads it: text that is not UTF-8 counts as empty)
+    let existing = existing
+        .and_then(|bytes| String::from_utf8(bytes).ok())
+        .unwrap_or_default();
     let written = FileStamp::of_bytes(config.render(&existing).as_bytes());
     let before = to.known.as_ref().map(|known| {
         known

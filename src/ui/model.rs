@@ -128,7 +128,8 @@ impl Model {
 
     /// Replaces the configuration for a new engine (statuses start over;
     /// the engine sends the restored ones).
-    pub fn set_config(&mut self, config: Config) {
+    pub fn set_config(&mut self, config: impl Into<Arc<Config>>) {
+        let config: Arc<Config> = config.into();
         self.reconfiguring = false;
         let n = config.relays.len();
         let mut groups: Vec<Group> = Vec::new();
@@ -151,7 +152,7 @@ impl Model {
         self.statuses = vec![RelayStatus::default(); n];
         self.rtts = vec![VecDeque::new(); n];
         self.group_run = None;
-        self.config = Arc::new(config);
+        self.config = config;
         self.connection = ConnectionState::Connecting;
         self.generation += 1;
     }
@@ -160,8 +161,8 @@ impl Model {
     /// (`EngineHandle::reconfigure`): the connection, the log and each
     /// relay's status (by id) stay; events with old indices still queued
     /// are set aside until the engine's `Reconfigured`.
-    pub fn reconfigure(&mut self, config: Config) {
-        let old: HashMap<String, (RelayStatus, VecDeque<f32>)> = self
+    pub fn reconfigure(&mut self, config: Arc<Config>) {
+        let mut old: HashMap<String, (RelayStatus, VecDeque<f32>)> = self
             .config
             .relays
             .iter()
@@ -171,7 +172,6 @@ impl Model {
         let connection = self.connection.clone();
         self.set_config(config);
         self.connection = connection;
-        let mut old = old;
         for (index, relay) in self.config.relays.iter().enumerate() {
             if let Some((status, rtts)) = old.remove(&relay.id) {
                 self.statuses[index] = status;

@@ -369,9 +369,11 @@ impl Panel {
     fn apply_config(&mut self, config: Config) -> Applied {
         self.confirmation = None;
         self.detail = None;
+        // One copy, shared by the engine and the model (10,000 relays
+        // are megabytes).
+        let config = Arc::new(config);
         if let Some(link) = &self.engine {
-            let shared = Arc::new(config.clone());
-            match link.handle.reconfigure(shared) {
+            match link.handle.reconfigure(config.clone()) {
                 Ok(()) => {
                     // Requests from here on use the new indices.
                     self.model.reconfigure(config);

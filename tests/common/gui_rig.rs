@@ -1,4 +1,4 @@
-//! The GUI tests' rig, shared by `tests/gui.rs` and `tests/gui_keyboard.rs`
+//! The GUI tests' rig, shared by `tests/gui.rs`, `tests/gui_keyboard.rs` and `tests/gui_settings.rs`
 //! (each includes it with `#[path]`, next to `mod common`): a broker,
 //! simulated devices, a runtime and a store directory per test, the panel
 //! in an `egui_kittest` harness, and helpers to step frames and read text.
