@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use egui_kittest::Harness;
 use egui_kittest::kittest::Queryable;
 use gui_rig::{GuiRig, badge, connected, frames, harness, has_text, wait_for};
-use relay_panel::config::Config;
+use relay_panel::config::{Config, RelayConfig};
 use relay_panel::protocol::RelayState;
 use relay_panel::sim::{self, Faults};
 use relay_panel::ui::{Intent, Panel, PanelApp, Prefs, Source};
@@ -143,6 +143,46 @@ fn confirm_relay_asks_and_cancel_switches_nothing() {
     assert_eq!(devices.state("r0"), Some(RelayState::On));
 }
 
+/// Evidence everywhere in the window: a reply tied to the request is
+/// *confirmed* (filled badge), a state device's report is *reported*
+/// (outlined badge), in the badge's label, the row, the activity log and
+/// the Details window.
+#[test]
+fn badge_row_log_and_details_tell_confirmed_from_reported() {
+    let mut rig = GuiRig::start_with(1, Some(Faults::default()), |config| {
+        let run: u32 = rand::random();
+        let mut bench = RelayConfig::state(
+            "bench",
+            &format!("test/{run:08x}/bench/set"),
+            &format!("test/{run:08x}/bench/state"),
+        );
+        bench.name = "Bench".into();
+        bench.group = "Even".into();
+        config.relays.push(bench);
+    });
+    let mut h = rig.panel();
+    connected(&mut h);
+    h.get_all_by_label("On").next().unwrap().click();
+    wait_for(&mut h, "r0 confirmed", |h| has_text(h, "confirmed in"));
+    h.get_all_by_label("On").nth(1).unwrap().click();
+    wait_for(&mut h, "bench reported", |h| has_text(h, "reported in"));
+    assert!(h.query_by_label("State: ON, confirmed").is_some());
+    assert!(h.query_by_label("State: ON, reported").is_some());
+    assert!(has_text(&h, "last acknowledged"));
+    assert!(has_text(&h, "last reported"));
+    // The activity log names the outcome of each.
+    assert!(h.query_by_label("confirmed").is_some());
+    assert!(h.query_by_label("reported").is_some());
+    h.get_all_by_label("Details").nth(1).unwrap().click();
+    frames(&mut h);
+    assert!(
+        has_text(&h, "ON, reported at"),
+        "Details says how it is known"
+    );
+    assert!(has_text(&h, "test/"), "Details shows the topics");
+    assert_eq!(rig.devices().state("bench"), Some(RelayState::On));
+}
+
 /// After a restart the last acknowledged state comes back from the store.
 #[test]
 fn last_acknowledged_state_shown_after_restart() {
@@ -157,7 +197,7 @@ fn last_acknowledged_state_shown_after_restart() {
     }
     let mut h = rig.panel();
     wait_for(&mut h, "restored state", |h| {
-        h.query_by_label("State: ON").is_some()
+        h.query_by_label("State: ON, confirmed").is_some()
     });
     assert!(has_text(&h, "last acknowledged"));
     let status = &h.state().model.statuses[0];
@@ -287,6 +327,20 @@ fn snapshot_panel(rig: &mut GuiRig) -> Panel {
         },
         last_acknowledged: ack(RelayState::Off, 7200, 1900),
     };
+    // A Tasmota without MQTT 5 answers: its state is reported, not
+    // confirmed (the outlined badge).
+    panel.model.statuses[6] = RelayStatus {
+        phase: Phase::Confirmed {
+            state: RelayState::On,
+            evidence: relay_panel::outcome::Evidence::Reported,
+            at: now,
+            rtt: Duration::from_micros(41_000),
+        },
+        last_acknowledged: ack(RelayState::On, 40, 41_000).map(|ack| Acknowledgement {
+            evidence: relay_panel::outcome::Evidence::Reported,
+            ..ack
+        }),
+    };
     panel.prefs.show_activity = false;
     panel
 }
@@ -297,7 +351,7 @@ fn snapshot_panel(rig: &mut GuiRig) -> Panel {
 fn main_view_snapshot() {
     let mut rig = GuiRig::offline(0, |_| {});
     let mut h = Harness::builder()
-        .with_size(egui::vec2(1100.0, 520.0))
+        .with_size(egui::vec2(1100.0, 600.0))
         .wgpu()
         .build_ui_state(
             |ui, panel: &mut Panel| panel.show(ui),

@@ -551,7 +551,7 @@ fn f5_and_ctrl_r_refresh_all() {
     connected(&mut h);
     h.key_press(egui::Key::F5);
     wait_for(&mut h, "all confirmed by F5", |h| {
-        h.query_all_by_label("State: OFF").count() == 3
+        h.query_all_by_label("State: OFF, confirmed").count() == 3
     });
     h.state_mut()
         .model
@@ -561,7 +561,7 @@ fn f5_and_ctrl_r_refresh_all() {
     frames(&mut h);
     h.key_press_modifiers(egui::Modifiers::COMMAND, egui::Key::R);
     wait_for(&mut h, "all confirmed by Ctrl+R", |h| {
-        h.query_all_by_label("State: OFF").count() == 3
+        h.query_all_by_label("State: OFF, confirmed").count() == 3
     });
 }
 

@@ -141,12 +141,13 @@ impl RelayConfig {
 
     /// One line naming where this relay is, for lists, filters and
     /// tooltips: the request topic, `<device>/rpc switch:<n>`,
-    /// `cmnd/<device>/POWER<n>`, or `<command_topic> → <state_topic>`.
+    /// `cmnd/<device>/POWER<n>`, or `<command_topic> (state:
+    /// <state_topic>)` (no arrow: egui's default fonts have none).
     pub fn topic_label(&self) -> String {
         match self.kind {
             Kind::Mqtt5 | Kind::Tasmota => self.publish_topic(),
             Kind::Shelly => format!("{} switch:{}", self.publish_topic(), self.switch),
-            Kind::State => format!("{} → {}", self.command_topic, self.state_topic),
+            Kind::State => format!("{} (state: {})", self.command_topic, self.state_topic),
         }
     }
 
@@ -353,7 +354,7 @@ request_topic = "dev/plain"
         );
         assert_eq!(bench.publish_topic(), "cmnd/QWERT/1");
         assert_eq!(bench.report_topics(), ["stat/QWERT/1"]);
-        assert_eq!(bench.topic_label(), "cmnd/QWERT/1 → stat/QWERT/1");
+        assert_eq!(bench.topic_label(), "cmnd/QWERT/1 (state: stat/QWERT/1)");
         assert_eq!(plain.kind, Kind::Mqtt5);
         assert_eq!(plain.publish_topic(), "dev/plain");
         assert!(porch.can_query() && pump.can_query() && !bench.can_query());

@@ -26,6 +26,7 @@ mod state;
 mod tasmota;
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -316,6 +317,7 @@ pub fn spawn(
         client,
         records: records_tx,
         queues: HashMap::new(),
+        connection: Arc::new(AtomicU64::new(0)),
     };
     tokio::spawn(devices.run(eventloop, client_id, stop_rx, ready_tx));
     Ok((
@@ -347,7 +349,11 @@ struct Devices {
     records: mpsc::UnboundedSender<SimRecord>,
     /// Send queues of the devices that report (see the module doc), by
     /// device: each sends its batches in order, each at its time.
-    queues: HashMap<String, mpsc::UnboundedSender<(tokio::time::Instant, Vec<Outgoing>)>>,
+    queues: HashMap<String, mpsc::UnboundedSender<Queued>>,
+    /// Counts connections: messages queued on an earlier connection are
+    /// dropped (a device that reconnects announces its state afresh; what
+    /// it had not sent is lost, as with a real device's clean session).
+    connection: Arc<AtomicU64>,
 }
 
 impl Devices {
@@ -423,21 +429,17 @@ impl Devices {
 
     /// A state device publishes its state (retained) whenever it connects.
     fn announce_states(&mut self) {
-        let reports: Vec<(String, Outgoing)> = self
+        let reports: Vec<Outgoing> = self
             .relays
             .iter()
             .filter(|relay| relay.kind == Kind::State)
-            .map(|relay| {
-                (
-                    relay.id.clone(),
-                    state::report(relay, self.state_of(&relay.id)),
-                )
-            })
+            .map(|relay| state::report(relay, self.state_of(&relay.id)))
             .collect();
-        let now = tokio::time::Instant::now();
-        for (id, report) in reports {
-            self.send_in_order(&id, now, vec![report]);
-        }
+        // Straight to the client, ahead of the SUBSCRIBEs: the broker
+        // stores the states before it acknowledges them (`ready`). What
+        // the queues still hold from the last connection is dropped.
+        self.connection.fetch_add(1, Ordering::AcqRel);
+        publish_all(&self.client, &reports);
     }
 
     fn chance(&mut self, p: f64) -> bool {
@@ -679,19 +681,36 @@ impl Devices {
     /// Queues a device's messages behind those it sent before.
     fn send_in_order(&mut self, device: &str, at: tokio::time::Instant, messages: Vec<Outgoing>) {
         let client = &self.client;
+        let connection = &self.connection;
         let queue = self.queues.entry(device.to_owned()).or_insert_with(|| {
-            let (tx, mut rx) = mpsc::unbounded_channel::<(tokio::time::Instant, Vec<Outgoing>)>();
+            let (tx, mut rx) = mpsc::unbounded_channel::<Queued>();
             let client = client.clone();
+            let current = connection.clone();
             tokio::spawn(async move {
-                while let Some((at, messages)) = rx.recv().await {
-                    tokio::time::sleep_until(at).await;
-                    publish_all(&client, &messages);
+                while let Some(queued) = rx.recv().await {
+                    tokio::time::sleep_until(queued.at).await;
+                    if queued.connection == current.load(Ordering::Acquire) {
+                        publish_all(&client, &queued.messages);
+                    }
                 }
             });
             tx
         });
-        let _ = queue.send((at, messages));
+        let _ = queue.send(Queued {
+            at,
+            connection: self.connection.load(Ordering::Acquire),
+            messages,
+        });
     }
+}
+
+/// Messages waiting in a device's send queue.
+struct Queued {
+    /// When they go out.
+    at: tokio::time::Instant,
+    /// The connection they were queued on.
+    connection: u64,
+    messages: Vec<Outgoing>,
 }
 
 /// The device's answer to a request it acted on: the text recorded and the

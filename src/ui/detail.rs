@@ -5,6 +5,7 @@ use egui::RichText;
 
 use super::intent::Intent;
 use super::model::Model;
+use crate::config::Kind;
 use crate::relay::{format_rtt, format_time};
 
 /// Gap between the detail window and the edges of the panel's window.
@@ -44,11 +45,12 @@ pub fn show(ctx: &egui::Context, model: &Model, relay: usize) -> Option<Intent> 
                         ),
                         (
                             "Payload query",
-                            config
-                                .payload_query
-                                .clone()
-                                .map(|q| format!("{q:?}"))
-                                .unwrap_or_else(|| "none (queries off)".into()),
+                            match (&config.payload_query, config.kind) {
+                                (Some(q), _) => format!("{q:?}"),
+                                (None, Kind::Shelly) => "Switch.GetStatus".into(),
+                                (None, Kind::Tasmota) => "an empty POWER command".into(),
+                                (None, _) => "none (queries off)".into(),
+                            },
                         ),
                         (
                             "Timeout",
@@ -66,8 +68,9 @@ pub fn show(ctx: &egui::Context, model: &Model, relay: usize) -> Option<Intent> 
                             "Last acknowledged",
                             match &status.last_acknowledged {
                                 Some(a) => format!(
-                                    "{} at {} (round trip {}){}{}",
+                                    "{}, {} at {} (round trip {}){}{}",
                                     a.state.as_str().to_uppercase(),
+                                    a.evidence.verb(),
                                     format_time(a.at),
                                     format_rtt(a.rtt),
                                     if a.late { ", late" } else { "" },
@@ -109,7 +112,7 @@ pub fn show(ctx: &egui::Context, model: &Model, relay: usize) -> Option<Intent> 
                             entry.outcome,
                             entry
                                 .state
-                                .map(|s| format!(" → {}", s.as_str().to_uppercase()))
+                                .map(|s| format!(": {}", s.as_str().to_uppercase()))
                                 .unwrap_or_default(),
                             entry.rtt.map(format_rtt).unwrap_or_default()
                         ));

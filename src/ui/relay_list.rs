@@ -50,12 +50,31 @@ pub fn badge_text(state: Option<RelayState>) -> &'static str {
     }
 }
 
-/// Draws the badge of a relay's last acknowledged state.
-pub fn badge(ui: &mut egui::Ui, state: Option<RelayState>) -> egui::Response {
+/// Draws the badge of a relay's last acknowledged state: filled when a
+/// reply tied to the request confirmed it, outlined when the device only
+/// reported it (`evidence`); its accessible label says which.
+pub fn badge(
+    ui: &mut egui::Ui,
+    state: Option<RelayState>,
+    evidence: Option<Evidence>,
+) -> egui::Response {
     let (rect, response) =
         ui.allocate_exact_size(egui::vec2(BADGE_WIDTH, 22.0), egui::Sense::hover());
-    ui.painter().rect_filled(rect, 4.0, badge_colour(state));
-    ui.painter().text(
+    let colour = badge_colour(state);
+    let painter = ui.painter();
+    if evidence == Some(Evidence::Reported) {
+        let inner = rect.shrink(1.0);
+        painter.rect_filled(inner, 4.0, colour.gamma_multiply(0.35));
+        painter.rect_stroke(
+            inner,
+            4.0,
+            egui::Stroke::new(2.0, colour),
+            egui::StrokeKind::Inside,
+        );
+    } else {
+        painter.rect_filled(rect, 4.0, colour);
+    }
+    painter.text(
         rect.center(),
         egui::Align2::CENTER_CENTER,
         badge_text(state),
@@ -63,13 +82,20 @@ pub fn badge(ui: &mut egui::Ui, state: Option<RelayState>) -> egui::Response {
         Color32::WHITE,
     );
     response.widget_info(|| {
-        egui::WidgetInfo::labeled(
-            egui::Role::Label,
-            true,
-            format!("State: {}", badge_text(state)),
-        )
+        egui::WidgetInfo::labeled(egui::Role::Label, true, badge_label(state, evidence))
     });
     response
+}
+
+/// The badge's accessible label: "State: ON, confirmed" / "State: ON,
+/// reported" / "State: UNKNOWN".
+pub fn badge_label(state: Option<RelayState>, evidence: Option<Evidence>) -> String {
+    match (state, evidence) {
+        (Some(_), Some(evidence)) => {
+            format!("State: {}, {}", badge_text(state), evidence.verb())
+        }
+        _ => format!("State: {}", badge_text(state)),
+    }
 }
 
 /// "last acknowledged 12 s ago" and its hover text.
@@ -492,7 +518,8 @@ fn relay_row(ui: &mut egui::Ui, row: &RowContext<'_>) -> DrawnRow {
     }
     let cells = row.layout.cells(rect);
     cell(ui, cells.badge, |ui| {
-        let badge = badge(ui, status.last_acknowledged.map(|a| a.state));
+        let ack = status.last_acknowledged;
+        let badge = badge(ui, ack.map(|a| a.state), ack.map(|a| a.evidence));
         // How the state is known: a reply to the request, or a report.
         badge.on_hover_ui(|ui| {
             ui.label(ack_text(status, row.now).1);

@@ -7,7 +7,7 @@
 use std::time::{Duration, Instant};
 
 use egui_kittest::Harness;
-use egui_kittest::kittest::Queryable;
+use egui_kittest::kittest::{NodeT, Queryable};
 use relay_panel::config::Config;
 use relay_panel::sim::{self, Faults, SimHandle, SimOptions};
 use relay_panel::ui::{Panel, PanelOptions, Prefs, Source};
@@ -187,15 +187,25 @@ pub fn frames<S>(h: &mut Harness<'static, S>) {
     }
 }
 
-/// The state badge of the only relay shown, as read by a screen reader.
+/// The state badge of the only relay shown, as read by a screen reader:
+/// `ON`, `OFF` or `UNKNOWN` (see [`badge_label`] for its evidence).
 pub fn badge<S>(h: &Harness<'static, S>) -> String {
-    let badges: Vec<String> = ["ON", "OFF", "UNKNOWN"]
-        .iter()
-        .filter(|state| h.query_by_label(&format!("State: {state}")).is_some())
-        .map(|s| s.to_string())
+    let label = badge_label(h);
+    let state = label.trim_start_matches("State: ");
+    state.split(',').next().unwrap_or_default().to_owned()
+}
+
+/// The whole label of the only relay's badge: `State: ON, confirmed`,
+/// `State: OFF, reported`, `State: UNKNOWN`.
+pub fn badge_label<S>(h: &Harness<'static, S>) -> String {
+    let labels: Vec<String> = h
+        .query_all_by_label_contains("State: ")
+        // A `Role::Label` node keeps its text as its value.
+        .map(|n| n.accesskit_node().label().or(n.value()).unwrap_or_default())
+        .filter(|label| label.starts_with("State: "))
         .collect();
-    assert_eq!(badges.len(), 1, "{badges:?}");
-    badges[0].clone()
+    assert_eq!(labels.len(), 1, "{labels:?}");
+    labels[0].clone()
 }
 
 pub fn has_text<S>(h: &Harness<'static, S>, text: &str) -> bool {
