@@ -3,12 +3,16 @@
 
 use std::path::PathBuf;
 
-use egui::{Align, RichText};
-use egui_extras::{Column, TableBuilder};
+use egui::RichText;
 
 use super::intent::Intent;
+use super::settings_table;
 use super::source::Source;
 use crate::config::{Config, Problem, RelayConfig};
+
+/// The colour of validation's messages, and of the frame around a field
+/// they are about.
+pub(super) const PROBLEM_RED: egui::Color32 = egui::Color32::from_rgb(220, 60, 60);
 
 /// The configuration being edited.
 pub struct Draft {
@@ -81,11 +85,14 @@ pub fn show(ctx: &egui::Context, draft: &mut Draft, source: &Source) -> Option<I
     let mut intent = None;
     let mut open = true;
     let mut changed = false;
+    // As large as the screen allows, up to a size where the relay table
+    // has every column on one line with room for long topics.
+    let screen = ctx.content_rect().size();
     egui::Window::new("Settings")
         .id(egui::Id::unique("settings"))
         .open(&mut open)
-        .default_width(1000.0)
-        .default_height(620.0)
+        .default_width((screen.x - 32.0).clamp(400.0, 1600.0))
+        .default_height((screen.y - 32.0).clamp(300.0, 900.0))
         .show(ctx, |ui| {
             // The buttons and problems first, as a panel at the bottom: the
             // table then takes exactly the height left. (Guessing the
@@ -107,7 +114,7 @@ pub fn show(ctx: &egui::Context, draft: &mut Draft, source: &Source) -> Option<I
                         changed = true;
                     }
                 });
-                let (edited, remove) = relay_table(ui, draft, ui.available_height());
+                let (edited, remove) = settings_table::show(ui, draft, ui.available_height());
                 changed |= edited;
                 if let Some(index) = remove {
                     draft.config.relays.remove(index);
@@ -202,7 +209,7 @@ fn add_relay(draft: &mut Draft) {
 /// Problems, the save error, Save (Apply in the demo) and Cancel.
 fn footer(ui: &mut egui::Ui, draft: &Draft, source: &Source) -> Option<Intent> {
     let mut intent = None;
-    let red = egui::Color32::from_rgb(220, 60, 60);
+    let red = PROBLEM_RED;
     ui.separator();
     for problem in draft.problems.iter().take(5) {
         ui.label(RichText::new(problem.to_string()).color(red));
@@ -240,164 +247,4 @@ fn footer(ui: &mut egui::Ui, draft: &Draft, source: &Source) -> Option<Intent> {
         }
     });
     intent
-}
-
-/// The relay table's columns: heading, and the narrowest the column gets
-/// (payloads such as `TOGGLE` must show whole: 80 px at least). The
-/// request topic takes what the others leave.
-const COLUMNS: [(&str, f32); 10] = [
-    ("Id", 70.0),
-    ("Name", 100.0),
-    ("Group", 80.0),
-    ("Request topic", 150.0),
-    ("Payload on", 80.0),
-    ("Payload off", 80.0),
-    ("Payload query", 80.0),
-    ("Timeout ms", 100.0),
-    ("Confirm", 40.0),
-    ("", 60.0),
-];
-
-/// The relays as a table: a header that stays while the body scrolls,
-/// columns as wide as their widest visible cell and resizable, and only
-/// the visible rows drawn (10,000 relays cost what 20 do). Returns whether
-/// a cell was edited, and the row whose Remove was clicked.
-///
-/// Rows take their widget ids from their index (the table does that), not
-/// from the relay id as elsewhere: here the id is itself being edited, and
-/// a widget id that changed with every keystroke would lose the focus.
-fn relay_table(ui: &mut egui::Ui, draft: &mut Draft, height: f32) -> (bool, Option<usize>) {
-    let mut changed = false;
-    let mut remove = None;
-    let broker_timeout = draft.config.broker.request_timeout_ms;
-    let timeout_hint = format!("{broker_timeout} (broker)");
-    let relays = &mut draft.config.relays;
-    let reveal = &mut draft.reveal;
-    let row_height = ui.spacing().interact_size.y + 4.0;
-    let body_height = height - row_height - ui.spacing().item_spacing.y;
-    let mut table = TableBuilder::new(ui)
-        .id_salt("relay_table")
-        .striped(true)
-        .resizable(true)
-        .cell_layout(egui::Layout::left_to_right(Align::Center))
-        .min_scrolled_height(0.0)
-        .max_scroll_height(body_height);
-    for (title, narrowest) in COLUMNS {
-        let column = if title == "Request topic" {
-            // Fills the width left, so the table never needs a horizontal
-            // scroll bar (which would put the vertical one out of sight);
-            // recomputed as the window is resized, hence not resizable.
-            Column::remainder().resizable(false)
-        } else {
-            Column::auto()
-        };
-        table = table.column(column.at_least(narrowest).clip(true));
-    }
-    if let Some(row) = *reveal {
-        table = table.scroll_to_row(row, Some(Align::Center));
-    }
-    let mut headings = [egui::Id::NULL; COLUMNS.len()];
-    table
-        .header(row_height, |mut header| {
-            for ((title, _), id) in COLUMNS.iter().zip(&mut headings) {
-                header.col(|ui| *id = ui.strong(*title).id);
-            }
-        })
-        .body(|body| {
-            body.rows(row_height, relays.len(), |mut row| {
-                let index = row.index();
-                let relay = &mut relays[index];
-                // Each field is named by its column's heading.
-                let mut text_cell = |row: &mut egui_extras::TableRow<'_, '_>,
-                                     column: usize,
-                                     text: &mut String,
-                                     hint: &str,
-                                     focus: bool| {
-                    let mut edited = false;
-                    row.col(|ui| {
-                        let response = cell_edit(ui, text, hint).labelled_by(headings[column]);
-                        if focus {
-                            response.request_focus();
-                        }
-                        edited = response.changed();
-                    });
-                    changed |= edited;
-                    edited
-                };
-                let focus = *reveal == Some(index);
-                if focus {
-                    *reveal = None;
-                }
-                text_cell(&mut row, 0, &mut relay.id, "id", focus);
-                text_cell(&mut row, 1, &mut relay.name, "name", false);
-                text_cell(&mut row, 2, &mut relay.group, "group", false);
-                let topic = &mut relay.request_topic;
-                text_cell(&mut row, 3, topic, "request topic", false);
-                text_cell(&mut row, 4, &mut relay.payload_on, "on", false);
-                text_cell(&mut row, 5, &mut relay.payload_off, "off", false);
-                let mut query = relay.payload_query.clone().unwrap_or_default();
-                if text_cell(&mut row, 6, &mut query, "none", false) {
-                    relay.payload_query = (!query.is_empty()).then_some(query);
-                }
-                // Empty means the broker's timeout, shown greyed as the hint.
-                let mut timeout = relay
-                    .timeout_ms
-                    .map(|ms| ms.to_string())
-                    .unwrap_or_default();
-                row.col(|ui| {
-                    let response = cell_edit(ui, &mut timeout, &timeout_hint)
-                        .labelled_by(headings[7])
-                        .on_hover_ui(|ui| {
-                            ui.label(format!(
-                                "Empty: the broker's request timeout ({broker_timeout} ms)"
-                            ));
-                        });
-                    if response.changed() {
-                        relay.timeout_ms = parse_timeout(&timeout);
-                        changed = true;
-                    }
-                });
-                row.col(|ui| {
-                    changed |= ui
-                        .checkbox(&mut relay.confirm, "ask")
-                        .on_hover_text("Ask before every switch")
-                        .changed();
-                });
-                row.col(|ui| {
-                    if ui.small_button("Remove").clicked() {
-                        remove = Some(index);
-                    }
-                });
-            });
-        });
-    (changed, remove)
-}
-
-/// A relay's timeout as typed: empty (or no digit) is the broker's; a
-/// number too large to read stays too large, so validation names it.
-fn parse_timeout(text: &str) -> Option<u64> {
-    let digits: String = text.chars().filter(char::is_ascii_digit).collect();
-    (!digits.is_empty()).then(|| digits.parse().unwrap_or(u64::MAX))
-}
-
-/// A text field filling its table cell. While the table measures its
-/// columns (a sizing pass) it is as wide as its text, or its hint when
-/// empty, so each column takes the width of its widest visible cell (a
-/// minimum size, as a field never gets wider than the cell otherwise).
-fn cell_edit(ui: &mut egui::Ui, text: &mut String, hint: &str) -> egui::Response {
-    let width = if ui.is_sizing_pass() {
-        let shown = if text.is_empty() { hint } else { text.as_str() };
-        let font = egui::TextStyle::Body.resolve(ui.style());
-        let galley =
-            ui.fonts_mut(|f| f.layout_no_wrap(shown.to_owned(), font, egui::Color32::PLACEHOLDER));
-        galley.size().x + 2.0 * ui.spacing().button_padding.x + 8.0
-    } else {
-        ui.available_width()
-    };
-    ui.add(
-        egui::TextEdit::singleline(text)
-            .hint_text(hint)
-            .desired_width(width)
-            .min_size(egui::vec2(width, 0.0)),
-    )
 }
