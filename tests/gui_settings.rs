@@ -628,3 +628,32 @@ fn settings_table_fits_small_and_large_windows() {
         }
     }
 }
+
+/// A field being typed into keeps the cursor and its text when the
+/// window narrows and the table goes from one line per relay to two.
+#[test]
+fn settings_field_keeps_the_cursor_when_the_table_goes_to_two_lines() {
+    let mut rig = GuiRig::offline(0, |_| {});
+    let mut h = panel_on_file_sized(&mut rig, ALL_KINDS, egui::vec2(1920.0, 1080.0));
+    open_settings(&mut h);
+    let one_line = |h: &PanelHarness| {
+        let id = h
+            .get(By::new().value("door-1").role(Role::TextInput))
+            .rect();
+        in_row(h, "door-1", "Kind").rect().top() < id.bottom()
+    };
+    assert!(one_line(&h));
+    in_row(&h, "door-1", "State topic").click();
+    frames(&mut h);
+    h.key_press(egui::Key::End);
+    in_row(&h, "door-1", "State topic").type_text("-a");
+    frames(&mut h);
+    h.set_size(egui::vec2(800.0, 600.0));
+    frames(&mut h);
+    assert!(!one_line(&h), "two lines at 800×600");
+    assert!(in_row(&h, "door-1", "State topic").is_focused());
+    in_row(&h, "door-1", "State topic").type_text("b");
+    frames(&mut h);
+    let draft = h.state().settings.as_ref().expect("settings open");
+    assert_eq!(draft.config.relays[4].state_topic, "plant/door-1/state-ab");
+}

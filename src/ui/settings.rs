@@ -10,6 +10,11 @@ use super::settings_table;
 use super::source::Source;
 use crate::config::{Config, Problem, RelayConfig};
 
+/// The width of a broker setting's field. Also its least: in a grid
+/// column other than the last a field gets only what the column had the
+/// frame before, so one that took less would never grow.
+const FIELD_WIDTH: f32 = 260.0;
+
 /// The colour of validation's messages, and of the frame around a field
 /// they are about.
 pub(super) const PROBLEM_RED: egui::Color32 = egui::Color32::from_rgb(220, 60, 60);
@@ -53,7 +58,8 @@ fn optional_text(
             egui::TextEdit::singleline(&mut text)
                 .hint_text(hint)
                 .password(password)
-                .desired_width(260.0),
+                .desired_width(FIELD_WIDTH)
+                .min_size(egui::vec2(FIELD_WIDTH, 0.0)),
         )
         .changed();
     if changed {
@@ -71,7 +77,8 @@ fn optional_path(ui: &mut egui::Ui, value: &mut Option<PathBuf>, hint: &str) -> 
         .add(
             egui::TextEdit::singleline(&mut text)
                 .hint_text(hint)
-                .desired_width(260.0),
+                .desired_width(FIELD_WIDTH)
+                .min_size(egui::vec2(FIELD_WIDTH, 0.0)),
         )
         .changed();
     if changed {
@@ -104,8 +111,7 @@ pub fn show(ctx: &egui::Context, draft: &mut Draft, source: &Source) -> Option<I
             // A scope of its own, so the table's column lines end at the
             // table, not at the bottom of the footer.
             ui.scope(|ui| {
-                ui.heading("Broker");
-                changed |= broker_grid(ui, &mut draft.config);
+                changed |= broker_section(ui, &mut draft.config, screen.y);
                 ui.separator();
                 ui.horizontal(|ui| {
                     ui.heading(format!("Relays ({})", draft.config.relays.len()));
@@ -136,57 +142,125 @@ pub fn show(ctx: &egui::Context, draft: &mut Draft, source: &Source) -> Option<I
     intent
 }
 
-/// The broker settings and the operator; returns whether one was edited.
-fn broker_grid(ui: &mut egui::Ui, config: &mut Config) -> bool {
+/// The broker settings under a heading that folds them away (the relay
+/// table then gets their room); folded at first on a screen less than
+/// 700 px high, where they would leave the table three rows. Folded, the
+/// heading shows the broker URL. Returns whether a setting was edited.
+fn broker_section(ui: &mut egui::Ui, config: &mut Config, screen_height: f32) -> bool {
+    let id = ui.make_persistent_id("settings_broker");
+    let state = egui::collapsing_header::CollapsingState::load_with_default_open(
+        ui.ctx(),
+        id,
+        screen_height >= 700.0,
+    );
+    let open = state.is_open();
+    let url = config.broker.url.clone();
     let mut changed = false;
+    state
+        .show_header(ui, |ui| {
+            ui.heading("Broker");
+            if !open {
+                ui.weak(url);
+            }
+        })
+        .body(|ui| changed = broker_grid(ui, config));
+    changed
+}
+
+/// A broker setting: its label, and the field, which says whether it
+/// was edited.
+type Setting<'a> = (&'static str, Box<dyn FnMut(&mut egui::Ui) -> bool + 'a>);
+
+/// The broker settings and the operator, in two columns side by side when
+/// there is room (the relay table below gets the height), else in one;
+/// returns whether one was edited.
+fn broker_grid(ui: &mut egui::Ui, config: &mut Config) -> bool {
     let broker = &mut config.broker;
-    egui::Grid::new("broker_grid")
-        .num_columns(2)
-        .show(ui, |ui| {
-            ui.label("URL");
-            changed |= ui
-                .add(
+    let operator = &mut config.panel.operator;
+    let mut settings: [Setting<'_>; 9] = [
+        (
+            "URL",
+            Box::new(|ui| {
+                ui.add(
                     egui::TextEdit::singleline(&mut broker.url)
                         .hint_text("mqtt://host:1883")
-                        .desired_width(260.0),
+                        .desired_width(FIELD_WIDTH)
+                        .min_size(egui::vec2(FIELD_WIDTH, 0.0)),
                 )
-                .changed();
-            ui.end_row();
-            ui.label("User name");
-            changed |= optional_text(ui, &mut broker.username, "none", false);
-            ui.end_row();
-            ui.label("Password");
-            changed |= optional_text(ui, &mut broker.password, "none", true);
-            ui.end_row();
-            ui.label("Client id");
-            changed |= optional_text(
-                ui,
-                &mut broker.client_id,
-                "random per panel (recommended)",
-                false,
-            );
-            ui.end_row();
-            ui.label("CA file (mqtts)");
-            changed |= optional_path(ui, &mut broker.ca_file, "system roots");
-            ui.end_row();
-            ui.label("Client certificate");
-            changed |= optional_path(ui, &mut broker.client_cert, "none");
-            ui.end_row();
-            ui.label("Client key");
-            changed |= optional_path(ui, &mut broker.client_key, "none");
-            ui.end_row();
-            ui.label("Request timeout");
-            changed |= ui
-                .add(
+                .changed()
+            }),
+        ),
+        (
+            "User name",
+            Box::new(|ui| optional_text(ui, &mut broker.username, "none", false)),
+        ),
+        (
+            "Password",
+            Box::new(|ui| optional_text(ui, &mut broker.password, "none", true)),
+        ),
+        (
+            "Client id",
+            Box::new(|ui| {
+                optional_text(
+                    ui,
+                    &mut broker.client_id,
+                    "random per panel (recommended)",
+                    false,
+                )
+            }),
+        ),
+        (
+            "Operator",
+            Box::new(|ui| optional_text(ui, operator, "OS user name", false)),
+        ),
+        (
+            "CA file (mqtts)",
+            Box::new(|ui| optional_path(ui, &mut broker.ca_file, "system roots")),
+        ),
+        (
+            "Client certificate",
+            Box::new(|ui| optional_path(ui, &mut broker.client_cert, "none")),
+        ),
+        (
+            "Client key",
+            Box::new(|ui| optional_path(ui, &mut broker.client_key, "none")),
+        ),
+        (
+            "Request timeout",
+            Box::new(|ui| {
+                ui.add(
                     egui::DragValue::new(&mut broker.request_timeout_ms)
                         .range(1..=600_000)
                         .suffix(" ms"),
                 )
-                .changed();
-            ui.end_row();
-            ui.label("Operator");
-            changed |= optional_text(ui, &mut config.panel.operator, "OS user name", false);
-            ui.end_row();
+                .changed()
+            }),
+        ),
+    ];
+    // Two columns of labels and 260 px fields, with a gap between them.
+    let columns = if ui.available_width() >= 900.0 { 2 } else { 1 };
+    let rows = settings.len().div_ceil(columns);
+    let mut changed = false;
+    // A grid per layout: each remembers its own column widths.
+    egui::Grid::new(("broker_grid", columns))
+        .num_columns(2 * columns)
+        .show(ui, |ui| {
+            for row in 0..rows {
+                for column in 0..columns {
+                    if let Some((label, field)) = settings.get_mut(column * rows + row) {
+                        if column == 0 {
+                            ui.label(*label);
+                        } else {
+                            ui.horizontal(|ui| {
+                                ui.add_space(24.0);
+                                ui.label(*label);
+                            });
+                        }
+                        changed |= field(ui);
+                    }
+                }
+                ui.end_row();
+            }
         });
     changed
 }

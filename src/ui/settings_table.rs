@@ -83,8 +83,11 @@ impl Field {
 /// narrowest the column gets.
 type ColumnSpec = (&'static [Field], f32);
 
-/// The address column takes what the others leave, this much at least.
-const ADDRESS_NARROWEST: f32 = 200.0;
+/// The address column takes what the others leave, this much at least
+/// on one line (room for two topics side by side: a command and a state
+/// topic of some 25 characters each, or a Shelly's device id and switch).
+/// The table goes on one line per relay only when the address gets it.
+const ADDRESS_NARROWEST: f32 = 420.0;
 
 /// One line per relay, a column per field. Payloads such as `TOGGLE`
 /// must show whole: 80 px at least.
@@ -107,7 +110,7 @@ const WIDE: [ColumnSpec; 11] = [
 const NARROW: [ColumnSpec; 6] = [
     (&[Field::Id, Field::Name], 100.0),
     (&[Field::Group, Field::Kind], 90.0),
-    (&[Field::Address], 160.0),
+    (&[Field::Address], 180.0),
     (&[Field::PayloadOn, Field::PayloadOff], 80.0),
     (&[Field::PayloadQuery, Field::Timeout], 100.0),
     (&[Field::Confirm, Field::Remove], 60.0),
@@ -236,9 +239,10 @@ struct Cells {
 /// the visible rows drawn (10,000 relays cost what 20 do). Returns whether
 /// a cell was edited, and the row whose Remove was clicked.
 ///
-/// Rows take their widget ids from their index (the table does that), not
-/// from the relay id as elsewhere: here the id is itself being edited, and
-/// a widget id that changed with every keystroke would lose the focus.
+/// Fields take their widget ids from their row's index and key
+/// ([`Cells::field_id`]), not from the relay id as elsewhere: here the id
+/// is itself being edited, and a widget id that changed with every
+/// keystroke would lose the focus.
 pub(super) fn show(ui: &mut egui::Ui, draft: &mut Draft, height: f32) -> (bool, Option<usize>) {
     let width_id = ui.scope_id().with("relay_table_wide_width");
     let wide = ui.available_width() >= wide_width_needed(ui, width_id);
@@ -416,6 +420,14 @@ impl Cells {
         self.headings[field.slot()]
     }
 
+    /// The widget id of the row's field for `key`: from the row's index
+    /// (not the relay id, which is being edited) and the key, not from
+    /// the cell it is drawn in, so that a field keeps the cursor and
+    /// what is typed when the table goes from one line per relay to two.
+    fn field_id(&self, key: &str) -> egui::Id {
+        egui::Id::unique(("settings_relay_field", self.index, key))
+    }
+
     /// What validation says about `key` of the row being drawn.
     fn problem(&self, key: &'static str) -> Option<&str> {
         self.problems.get(&(self.index, key)).map(String::as_str)
@@ -466,7 +478,7 @@ fn plain_cell(
 ) -> bool {
     let heading = cells.heading(field);
     let text_field = |ui: &mut egui::Ui, text: &mut String, hint: &str, key: &'static str| {
-        let response = edit(ui, text, hint, None).labelled_by(heading);
+        let response = edit(ui, cells.field_id(key), text, hint, None).labelled_by(heading);
         marked(ui, response, None, cells.problem(key))
     };
     let payload = match field {
@@ -513,7 +525,9 @@ fn plain_cell(
                 "Empty: the broker's request timeout ({} ms)",
                 cells.broker_timeout
             );
-            let response = edit(ui, &mut timeout, &cells.timeout_hint, None).labelled_by(heading);
+            let id = cells.field_id("timeout_ms");
+            let response =
+                edit(ui, id, &mut timeout, &cells.timeout_hint, None).labelled_by(heading);
             let response = marked(
                 ui,
                 response,
@@ -624,11 +638,12 @@ fn part(
         ));
     }
     let hint = which.hint(kind);
-    let (response, edited) = match which {
-        Part::RequestTopic => text_part(ui, &mut relay.request_topic, hint, width),
-        Part::Device => text_part(ui, &mut relay.device, hint, width),
-        Part::CommandTopic => text_part(ui, &mut relay.command_topic, hint, width),
-        Part::StateTopic => text_part(ui, &mut relay.state_topic, hint, width),
+    let id = cells.field_id(which.key());
+    let response = match which {
+        Part::RequestTopic => edit(ui, id, &mut relay.request_topic, hint, width),
+        Part::Device => edit(ui, id, &mut relay.device, hint, width),
+        Part::CommandTopic => edit(ui, id, &mut relay.command_topic, hint, width),
+        Part::StateTopic => edit(ui, id, &mut relay.state_topic, hint, width),
         Part::Switch => {
             // Switch 0, the default, shows as the hint: the field can be
             // emptied and typed into like the others.
@@ -636,7 +651,7 @@ fn part(
                 0 => String::new(),
                 n => n.to_string(),
             };
-            let response = edit(ui, &mut text, hint, width);
+            let response = edit(ui, id, &mut text, hint, width);
             if response.changed() {
                 // Empty is switch 0, the default; too large to read stays
                 // too large.
@@ -644,26 +659,25 @@ fn part(
                     n.and_then(|n| u32::try_from(n).ok()).unwrap_or(u32::MAX)
                 });
             }
-            let edited = response.changed();
-            (response, edited)
+            response
         }
         Part::Power => {
             let mut text = relay.power.map(|n| n.to_string()).unwrap_or_default();
-            let response = edit(ui, &mut text, hint, width);
+            let response = edit(ui, id, &mut text, hint, width);
             if response.changed() {
                 // Empty: a one-relay device; out of range is named by
                 // validation.
                 relay.power = parse_number(&text)
                     .map(|n| n.and_then(|n| u32::try_from(n).ok()).unwrap_or(u32::MAX));
             }
-            let edited = response.changed();
-            (response, edited)
+            response
         }
     };
     let response = response.accessible_name(which.name());
     if focus {
         response.request_focus();
     }
+    let edited = response.changed();
     marked(
         ui,
         response,
@@ -671,18 +685,6 @@ fn part(
         cells.problem(which.key()),
     );
     edited
-}
-
-/// A text field of an address.
-fn text_part(
-    ui: &mut egui::Ui,
-    text: &mut String,
-    hint: &str,
-    width: Option<f32>,
-) -> (egui::Response, bool) {
-    let response = edit(ui, text, hint, width);
-    let edited = response.changed();
-    (response, edited)
 }
 
 /// Frames `response`'s field red when validation has a `problem` with it,
@@ -720,9 +722,16 @@ fn parse_number(text: &str) -> Option<Option<u64>> {
     (!digits.is_empty()).then(|| digits.parse().ok())
 }
 
-/// A text field `width` wide, or filling its cell; see [`sized_edit`].
-fn edit(ui: &mut egui::Ui, text: &mut String, hint: &str, width: Option<f32>) -> egui::Response {
-    let field = sized_edit(ui, text, hint, width);
+/// A text field `width` wide, or filling its cell (see [`sized_edit`]),
+/// with widget id `id`.
+fn edit(
+    ui: &mut egui::Ui,
+    id: egui::Id,
+    text: &mut String,
+    hint: &str,
+    width: Option<f32>,
+) -> egui::Response {
+    let field = sized_edit(ui, text, hint, width).id(id);
     ui.add(field)
 }
 
