@@ -43,6 +43,30 @@ impl Kind {
         }
     }
 
+    /// What the kind is, in a sentence or two for a technician choosing
+    /// one (the settings window's hover), with the evidence its answers
+    /// carry.
+    pub fn summary(self) -> &'static str {
+        match self {
+            Kind::Mqtt5 => {
+                "This panel's MQTT 5 request/response contract: a request to the request topic, \
+                 answered on the panel's response topic with its correlation data (confirmed)."
+            }
+            Kind::Shelly => {
+                "Shelly Gen2+ over MQTT: Switch.Set to <device>/rpc, answered by the RPC reply \
+                 with the same id (confirmed). Payloads are fixed."
+            }
+            Kind::Tasmota => {
+                "Tasmota: cmnd/<device>/POWER<n>. MQTT 5 builds answer with the correlation data \
+                 (confirmed), others on stat/<device>/ (reported). Payloads are fixed (ON / OFF)."
+            }
+            Kind::State => {
+                "A command topic and a state topic (ESPHome, Zigbee2MQTT, small daemons): the \
+                 next message on the state topic after a command is the answer (reported)."
+            }
+        }
+    }
+
     /// The payloads meaning on and off when the file names none. `mqtt5`
     /// and `state` may set their own; for `shelly` (a JSON boolean on the
     /// wire) and `tasmota` (always `ON` / `OFF`) they are fixed and only

@@ -15,7 +15,8 @@
 //!   [`write_csv`].
 //! - The views, each a function drawing from the model and returning an
 //!   [`Intent`]: [`top_bar`], [`relay_list`], [`activity`], [`detail`],
-//!   [`dialogs`], [`settings`], [`first_run`].
+//!   [`dialogs`], [`settings`] (its relay table in `settings_table.rs`),
+//!   [`first_run`].
 //! - `row_layout.rs`: where a relay row's parts go at a given width;
 //!   `fit.rs`: text measured, cut with "…" and kept in its cell.
 //! - `shortcuts.rs`: the keyboard ([`shortcuts::read`]) and the list of
@@ -32,6 +33,7 @@ mod model;
 mod panel;
 mod prefs;
 mod row_layout;
+mod settings_table;
 mod source;
 mod watch;
 
