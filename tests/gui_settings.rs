@@ -468,7 +468,7 @@ fn settings_new_relays_of_each_kind_are_saved_with_their_keys() {
             "dev/fan",
             "shelly-porch/rpc switch:1",
             "cmnd/tasmota_8A3F21/POWER2",
-            "bench/set → bench/state",
+            "bench/set (state: bench/state)",
         ]
     );
     assert_eq!(
