@@ -119,7 +119,9 @@ fn relays(options: &SoakOptions) -> Vec<RelayConfig> {
 /// report (or an answer after it had ended), kept to be checked against
 /// what the devices did.
 struct End {
+    /// The relay (index into the configuration).
     relay: usize,
+    /// How it ended.
     entry: AuditEntry,
     /// When the soak asked for the request (before the engine sent it)
     /// and when it heard how it ended (after the engine decided); `None`
@@ -224,8 +226,7 @@ pub async fn run(
             break;
         }
         if connected && more {
-            loop {
-                let Some(relay) = idle.pop() else { break };
+            while let Some(relay) = idle.pop() {
                 let action = match next_action % 5 {
                     0 | 2 => Action::On,
                     1 | 3 => Action::Off,

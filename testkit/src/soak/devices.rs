@@ -36,8 +36,11 @@ use super::SoakKind;
 
 /// One simulator and what it tells.
 struct Simulator {
+    /// Stops it; tells each device's state.
     handle: SimHandle,
+    /// What its devices did with each request.
     records: UnboundedReceiver<SimRecord>,
+    /// The state reports its devices published.
     reports: UnboundedReceiver<SimReport>,
 }
 
@@ -45,6 +48,7 @@ struct Simulator {
 /// one, and one of their own for the Tasmotas built with MQTT 5 (a
 /// firmware variant that holds for a whole simulator).
 pub(super) struct Fleet {
+    /// The simulators.
     sims: Vec<Simulator>,
     /// Per relay: its simulator, an index into `sims`.
     sim_of: Vec<usize>,
