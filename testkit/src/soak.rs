@@ -366,7 +366,9 @@ pub async fn run(
         report.reports_offline,
     ) = log.report_counts();
 
-    let rested_on = check_ends(&mut report, &log, &config, &kinds, &ends, options.timeout);
+    // A message on its way can take as long as a request may end late
+    // (a loaded machine stalls the engine's thread or the broker).
+    let rested_on = check_ends(&mut report, &log, &config, &kinds, &ends, slack);
 
     // Once quiet, the truth: a relay whose last request was answered must
     // show what the device really ended in (answers overtake each other;

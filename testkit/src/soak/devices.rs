@@ -19,8 +19,9 @@
 //!   and nothing on the wire tells the two apart. Reports reach the panel
 //!   in the order the device published them, each once, so what holds is:
 //!   a report message published after the one that ended the relay's
-//!   previous request this way, at most `in_transit` (one request timeout)
-//!   before the send.
+//!   previous request this way, at most `in_transit` (the soak's slack, the
+//!   timeout + 1 s: under load a message can wait that long in a stalled
+//!   process) before the send.
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
