@@ -14,7 +14,9 @@ use common::Mosquitto;
 use relay_panel::config::{Config, RelayConfig};
 use relay_panel::mqtt;
 use relay_panel::protocol::RelayState;
-use relay_panel::sim::{self, FAIL_TEXT, Faults, SimHandle, SimOptions, SimRecord, SimReply};
+use relay_panel::sim::{
+    self, FAIL_TEXT, Faults, SimHandle, SimOptions, SimRecord, SimReply, SimReport,
+};
 use rumqttc::v5::mqttbytes::QoS;
 use rumqttc::v5::mqttbytes::v5::{Packet, Publish, PublishProperties};
 use rumqttc::v5::{AsyncClient, Event};
@@ -825,6 +827,156 @@ async fn every_kind_in_one_configuration() {
             ("tasmota".into(), false),
             ("state".into(), false)
         ]
+    );
+}
+
+/// Simulated devices for `relays`, with their report log.
+async fn spawn_logged(
+    broker: &Mosquitto,
+    faults: Faults,
+    relays: Vec<RelayConfig>,
+) -> (
+    SimHandle,
+    mpsc::UnboundedReceiver<SimRecord>,
+    mpsc::UnboundedReceiver<SimReport>,
+) {
+    let mut config = Config::new(&broker.url());
+    config.relays = relays;
+    let (mut devices, records, reports) = sim::spawn_with_reports(SimOptions {
+        config,
+        faults,
+        client_id: None,
+    })
+    .unwrap();
+    tokio::time::timeout(WAIT, devices.ready())
+        .await
+        .expect("devices subscribed");
+    (devices, records, reports)
+}
+
+/// The next report told for `relay_id` (others are skipped).
+async fn report_of(reports: &mut mpsc::UnboundedReceiver<SimReport>, relay_id: &str) -> SimReport {
+    loop {
+        let report = tokio::time::timeout(WAIT, reports.recv())
+            .await
+            .expect("a report in time")
+            .expect("the devices run");
+        if report.relay_id == relay_id {
+            return report;
+        }
+    }
+}
+
+/// The report log: every state message a device publishes on its own
+/// state topic is told, with the state and the time it was handed to the
+/// client (before anyone heard it), garbage as no state; answers tied to a
+/// request are not reports. While the broker is down a device that
+/// reports drops what it would send, and the log says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reports_are_told_with_their_time() {
+    let mut broker = Mosquitto::start();
+    let run = format!("{:08x}", rand::random::<u32>());
+    let (_devices, _records, mut reports) = spawn_logged(
+        &broker,
+        Faults {
+            duplicate: 1.0,
+            ..Faults::default()
+        },
+        vec![
+            RelayConfig::new("own", &format!("dev/{run}/own")),
+            RelayConfig::tasmota("pump", &format!("tasmota_{run}"), None),
+            RelayConfig::state("bench", &format!("cmnd/{run}/b"), &format!("stat/{run}/b")),
+        ],
+    )
+    .await;
+    // A state device announces its state when it connects.
+    let announced = report_of(&mut reports, "bench").await;
+    assert_eq!(
+        (announced.state, announced.offline),
+        (Some(RelayState::Off), false)
+    );
+
+    let mut config = Config::new(&broker.url());
+    config.relays = Vec::new();
+    let mut wire = Wire::connect(&config).await;
+    wire.subscribe("panel/response").await;
+    wire.subscribe(&format!("stat/tasmota_{run}/POWER")).await;
+    wire.request(&format!("dev/{run}/own"), "1", "panel/response", b"c-1")
+        .await;
+    assert_eq!(text(&wire.next().await), "1");
+    let _copy = wire.rest().await;
+    let before = Instant::now();
+    wire.publish(&format!("cmnd/tasmota_{run}/POWER"), "ON")
+        .await;
+    assert_eq!(text(&wire.next().await), "ON");
+    let heard = Instant::now();
+    let mut told = Vec::new();
+    for _ in 0..4 {
+        let report = report_of(&mut reports, "pump").await;
+        assert_eq!(
+            (report.state, report.offline),
+            (Some(RelayState::On), false)
+        );
+        assert!(
+            before < report.at && report.at < heard,
+            "told as it was handed over"
+        );
+        told.push(report.topic);
+    }
+    let (result, power) = (
+        format!("stat/tasmota_{run}/RESULT"),
+        format!("stat/tasmota_{run}/POWER"),
+    );
+    assert_eq!(told, [result.clone(), result, power.clone(), power]);
+    let _ = wire.rest().await;
+    assert!(
+        reports.try_recv().is_err(),
+        "RESULT, POWER and their copies, nothing for the answer"
+    );
+
+    let (_junk, _, mut junk_reports) = spawn_logged(
+        &broker,
+        Faults {
+            garbage: 1.0,
+            ..Faults::default()
+        },
+        vec![RelayConfig::tasmota("junk", &format!("junk_{run}"), None)],
+    )
+    .await;
+    wire.publish(&format!("cmnd/junk_{run}/POWER"), "ON").await;
+    assert_eq!(report_of(&mut junk_reports, "junk").await.state, None);
+
+    let (_slow, mut slow_records, mut slow_reports) = spawn_logged(
+        &broker,
+        Faults {
+            latency: Duration::from_millis(500),
+            ..Faults::default()
+        },
+        vec![RelayConfig::state(
+            "slow",
+            &format!("cmnd/{run}/slow"),
+            &format!("stat/{run}/slow"),
+        )],
+    )
+    .await;
+    let _announced = report_of(&mut slow_reports, "slow").await;
+    wire.publish(&format!("cmnd/{run}/slow"), "ON").await;
+    let record = tokio::time::timeout(WAIT, slow_records.recv())
+        .await
+        .unwrap();
+    assert_eq!(record.map(|r| r.state_after), Some(RelayState::On));
+    broker.stop();
+    let dropped = report_of(&mut slow_reports, "slow").await;
+    assert_eq!(
+        (dropped.state, dropped.offline),
+        (Some(RelayState::On), true)
+    );
+    broker.resume();
+    let again = report_of(&mut slow_reports, "slow").await;
+    assert_eq!(
+        (again.state, again.offline),
+        (Some(RelayState::On), false),
+        "announced on reconnecting"
     );
 }
 

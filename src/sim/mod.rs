@@ -18,7 +18,15 @@
 //! otherwise the last report could be an older one and the device would
 //! lie about its own state. Answers tied to their request (the `mqtt5`
 //! contract, Shelly's RPC) may overtake each other, which the panel must
-//! cope with.
+//! cope with. While the simulator is offline such a device drops what it
+//! would send, as Tasmota and ESPHome do, instead of a client queue
+//! delivering it after the reconnect, long after the device said it.
+//!
+//! What the devices did is told on two channels: one [`SimRecord`] per
+//! request handled, and (from [`spawn_with_reports`]) one [`SimReport`]
+//! each time a device publishes its state on its own state topic (or drops
+//! it, offline), with the time, for checks that need to know *when* a
+//! device said something (a report is tied to no request).
 
 mod mqtt5;
 mod shelly;
@@ -26,9 +34,9 @@ mod state;
 mod tasmota;
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use rand::rngs::StdRng;
@@ -110,6 +118,28 @@ pub struct SimRecord {
     pub state_after: RelayState,
     /// What was sent back.
     pub reply: SimReply,
+}
+
+/// A device published a message with its state on its own state topic,
+/// tied to no request: Tasmota's `stat/<device>/RESULT` or
+/// `stat/<device>/POWER<n>`, a state device's `state_topic` (after a
+/// command, and when it connects). One per message: a duplicated report
+/// is two.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SimReport {
+    /// The relay whose state it tells.
+    pub relay_id: String,
+    /// Where it was published.
+    pub topic: String,
+    /// The state it told; `None` when a fault made its payload garbage
+    /// (the device published, but told no state).
+    pub state: Option<RelayState>,
+    /// When it was handed to the MQTT client: before anyone can have
+    /// received it.
+    pub at: Instant,
+    /// The simulator was offline then: the device dropped the report
+    /// (see the module doc), nobody heard it.
+    pub offline: bool,
 }
 
 /// How a simulated device answered.
@@ -276,6 +306,23 @@ enum Route {
 pub fn spawn(
     options: SimOptions,
 ) -> Result<(SimHandle, mpsc::UnboundedReceiver<SimRecord>), mqtt::SetupError> {
+    let (handle, records, _reports) = spawn_with_reports(options)?;
+    Ok((handle, records))
+}
+
+/// [`spawn`], also telling every state report the devices publish, with
+/// its time ([`SimReport`]; the log stops costing anything once the
+/// receiver is dropped).
+pub fn spawn_with_reports(
+    options: SimOptions,
+) -> Result<
+    (
+        SimHandle,
+        mpsc::UnboundedReceiver<SimRecord>,
+        mpsc::UnboundedReceiver<SimReport>,
+    ),
+    mqtt::SetupError,
+> {
     let client_id = options
         .client_id
         .clone()
@@ -284,6 +331,7 @@ pub fn spawn(
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel();
     let (ready_tx, ready_rx) = watch::channel(false);
     let (records_tx, records_rx) = mpsc::unbounded_channel();
+    let (reports_tx, reports_rx) = mpsc::unbounded_channel();
     let states: HashMap<String, RelayState> = options
         .config
         .relays
@@ -316,8 +364,9 @@ pub fn spawn(
         rng,
         client,
         records: records_tx,
+        reports: reports_tx,
+        online: Arc::new(AtomicBool::new(false)),
         queues: HashMap::new(),
-        connection: Arc::new(AtomicU64::new(0)),
     };
     tokio::spawn(devices.run(eventloop, client_id, stop_rx, ready_tx));
     Ok((
@@ -327,6 +376,7 @@ pub fn spawn(
             states,
         },
         records_rx,
+        reports_rx,
     ))
 }
 
@@ -347,13 +397,26 @@ struct Devices {
     client: AsyncClient,
     /// What each device did.
     records: mpsc::UnboundedSender<SimRecord>,
+    /// The state reports the devices published, with their times.
+    reports: mpsc::UnboundedSender<SimReport>,
+    /// Connected to the broker (set on CONNACK, cleared on a drop): the
+    /// devices that report publish nothing while it is false.
+    online: Arc<AtomicBool>,
     /// Send queues of the devices that report (see the module doc), by
     /// device: each sends its batches in order, each at its time.
-    queues: HashMap<String, mpsc::UnboundedSender<Queued>>,
-    /// Counts connections: messages queued on an earlier connection are
-    /// dropped (a device that reconnects announces its state afresh; what
-    /// it had not sent is lost, as with a real device's clean session).
-    connection: Arc<AtomicU64>,
+    queues: HashMap<String, mpsc::UnboundedSender<Batch>>,
+}
+
+/// A reporting device's messages for one request (or its announcement),
+/// sent together at `at`, after the batches queued before it.
+struct Batch {
+    /// When, at the earliest.
+    at: tokio::time::Instant,
+    /// What, in order.
+    messages: Vec<Outgoing>,
+    /// The relay and the state its reports tell (`None`: garbage), when
+    /// it holds reports: each told as a [`SimReport`] as it goes out.
+    report: Option<(String, Option<RelayState>)>,
 }
 
 impl Devices {
@@ -373,6 +436,7 @@ impl Devices {
                     None => break,
                     Some(NetEvent::Connected(_)) => {
                         ready.send_replace(false);
+                        self.online.store(true, Ordering::SeqCst);
                         // Before subscribing: the broker holds the states
                         // before anyone is told the devices are ready.
                         self.announce_states();
@@ -391,6 +455,7 @@ impl Devices {
                     Some(NetEvent::Sent(_) | NetEvent::Acked(_) | NetEvent::Refused { .. }) => {}
                     Some(NetEvent::Down { reason, fatal, .. }) => {
                         ready.send_replace(false);
+                        self.online.store(false, Ordering::SeqCst);
                         if fatal {
                             tracing::error!("relay-sim: {reason}");
                             break;
@@ -429,17 +494,26 @@ impl Devices {
 
     /// A state device publishes its state (retained) whenever it connects.
     fn announce_states(&mut self) {
-        let reports: Vec<Outgoing> = self
-            .relays
-            .iter()
-            .filter(|relay| relay.kind == Kind::State)
-            .map(|relay| state::report(relay, self.state_of(&relay.id)))
-            .collect();
-        // Straight to the client, ahead of the SUBSCRIBEs: the broker
-        // stores the states before it acknowledges them (`ready`). What
-        // the queues still hold from the last connection is dropped.
-        self.connection.fetch_add(1, Ordering::AcqRel);
-        publish_all(&self.client, &reports);
+        let mut messages = Vec::new();
+        for relay in self.relays.iter().filter(|relay| relay.kind == Kind::State) {
+            let state = self.state_of(&relay.id);
+            let report = state::report(relay, state);
+            let _ = self.reports.send(SimReport {
+                relay_id: relay.id.clone(),
+                topic: report.topic.clone(),
+                state: Some(state),
+                at: Instant::now(),
+                offline: false,
+            });
+            messages.push(report);
+        }
+        // Straight to the client, ahead of the SUBSCRIBEs (not through the
+        // send queues, which publish from a task of their own): the broker
+        // stores the states before it acknowledges the subscriptions, so
+        // `ready` means announced. Reports still queued from before carry
+        // states no newer than this one, in order: the last one published
+        // is still the device's state.
+        publish_all(&self.client, &messages);
     }
 
     fn chance(&mut self, p: f64) -> bool {
@@ -652,65 +726,75 @@ impl Devices {
                 copies,
             }
         };
+        let report = messages.iter().any(|m| m.role == Role::Report).then(|| {
+            (
+                relay.id.clone(),
+                (reply != SimReply::Garbage).then_some(after),
+            )
+        });
         record(after, correlated, reply);
 
         let mut delay = self.faults.latency;
         if !self.faults.jitter.is_zero() {
             delay += self.faults.jitter.mul_f64(self.rng.random::<f64>());
         }
+        let batch = Batch {
+            at: tokio::time::Instant::now() + delay,
+            messages,
+            report,
+        };
         match relay.kind {
-            Kind::Tasmota => {
-                let at = tokio::time::Instant::now() + delay;
-                self.send_in_order(&format!("tasmota/{}", relay.device), at, messages);
+            Kind::Tasmota => self.send_in_order(&format!("tasmota/{}", relay.device), batch),
+            Kind::State => self.send_in_order(&relay.id, batch),
+            Kind::Mqtt5 | Kind::Shelly if delay.is_zero() => {
+                publish_all(&self.client, &batch.messages)
             }
-            Kind::State => {
-                let at = tokio::time::Instant::now() + delay;
-                self.send_in_order(&relay.id, at, messages);
-            }
-            Kind::Mqtt5 | Kind::Shelly if delay.is_zero() => publish_all(&self.client, &messages),
             Kind::Mqtt5 | Kind::Shelly => {
                 let client = self.client.clone();
                 tokio::spawn(async move {
                     tokio::time::sleep(delay).await;
-                    publish_all(&client, &messages);
+                    publish_all(&client, &batch.messages);
                 });
             }
         }
     }
 
-    /// Queues a device's messages behind those it sent before.
-    fn send_in_order(&mut self, device: &str, at: tokio::time::Instant, messages: Vec<Outgoing>) {
-        let client = &self.client;
-        let connection = &self.connection;
+    /// Queues a device's messages behind those it sent before. Offline,
+    /// the device drops them (see the module doc); the report they hold
+    /// is told as they are handed to the client.
+    fn send_in_order(&mut self, device: &str, batch: Batch) {
+        let (client, reports, online) = (&self.client, &self.reports, &self.online);
         let queue = self.queues.entry(device.to_owned()).or_insert_with(|| {
-            let (tx, mut rx) = mpsc::unbounded_channel::<Queued>();
-            let client = client.clone();
-            let current = connection.clone();
+            let (tx, mut rx) = mpsc::unbounded_channel::<Batch>();
+            let (client, reports, online) = (client.clone(), reports.clone(), online.clone());
+            let device = device.to_owned();
             tokio::spawn(async move {
-                while let Some(queued) = rx.recv().await {
-                    tokio::time::sleep_until(queued.at).await;
-                    if queued.connection == current.load(Ordering::Acquire) {
-                        publish_all(&client, &queued.messages);
+                while let Some(batch) = rx.recv().await {
+                    tokio::time::sleep_until(batch.at).await;
+                    let offline = !online.load(Ordering::SeqCst);
+                    if let Some((relay_id, state)) = &batch.report {
+                        let at = Instant::now();
+                        for message in batch.messages.iter().filter(|m| m.role == Role::Report) {
+                            let _ = reports.send(SimReport {
+                                relay_id: relay_id.clone(),
+                                topic: message.topic.clone(),
+                                state: *state,
+                                at,
+                                offline,
+                            });
+                        }
                     }
+                    if offline {
+                        tracing::debug!("relay-sim: {device} is offline: its report is dropped");
+                        continue;
+                    }
+                    publish_all(&client, &batch.messages);
                 }
             });
             tx
         });
-        let _ = queue.send(Queued {
-            at,
-            connection: self.connection.load(Ordering::Acquire),
-            messages,
-        });
+        let _ = queue.send(batch);
     }
-}
-
-/// Messages waiting in a device's send queue.
-struct Queued {
-    /// When they go out.
-    at: tokio::time::Instant,
-    /// The connection they were queued on.
-    connection: u64,
-    messages: Vec<Outgoing>,
 }
 
 /// The device's answer to a request it acted on: the text recorded and the

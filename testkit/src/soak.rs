@@ -1,9 +1,17 @@
 //! The chaos soak: many requests through the real engine, a real Mosquitto
-//! and simulated devices that misbehave (drops, duplicates, garbage, wrong
-//! correlation, answers later than the timeout), optionally with the broker
-//! killed and restarted. Every confirmation the engine reports is checked
-//! against what the simulated device really did (`relay-soak`, and
-//! the short versions in `relay-panel`'s `tests/soak.rs`).
+//! and simulated devices of every kind that misbehave (drops, duplicates,
+//! garbage, wrong correlation, answers later than the timeout), optionally
+//! with the broker killed and restarted. Every state the engine ends a
+//! request with is checked against what the simulated device really did,
+//! by its evidence (`soak/devices.rs`): a *correlated* one against the
+//! device's record of that very request, a *reported* one against the
+//! device's log of published reports (`relay-soak`, and the short
+//! versions in `relay-panel`'s `tests/soak.rs`).
+//!
+//! Layout: this file runs the soak; `soak/kinds.rs` the kinds of device
+//! relays cycle through; `soak/devices.rs` the simulators and the checks
+//! against what they did; `soak/truth.rs` the order check; `soak/report.rs`
+//! what is counted and printed.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -11,16 +19,20 @@ use std::time::{Duration, Instant};
 
 use crate::mosquitto::LocalMosquitto;
 
+mod devices;
+mod kinds;
 mod report;
 mod truth;
 
+use devices::{DeviceLog, Fleet};
+pub use kinds::SoakKind;
 use relay_panel::config::{Config, RelayConfig};
 use relay_panel::engine::{self, ConnectionState, EngineOptions, Event, sleep_until};
-use relay_panel::outcome::Outcome;
+use relay_panel::outcome::{Evidence, Outcome};
 use relay_panel::protocol::{Action, RelayState};
-use relay_panel::sim::{self, Faults, SimOptions, SimRecord, SimReply};
+use relay_panel::sim::Faults;
 use relay_panel::store::AuditEntry;
-pub use report::SoakReport;
+pub use report::{KindReport, SoakReport};
 use truth::Truth;
 
 /// What to run.
@@ -42,11 +54,15 @@ pub struct SoakOptions {
     /// Shortest time the broker stays up between outages (a connection
     /// that lasted this long resets the engine's reconnect backoff).
     pub min_uptime: Duration,
+    /// The kinds of device relays cycle through (relay `i` is of kind
+    /// `kinds[i % kinds.len()]`); set with [`SoakOptions::with_kinds`].
+    pub kinds: Vec<SoakKind>,
 }
 
 impl SoakOptions {
-    /// The documented soak: fault rates that exercise every path, answers
-    /// up to 1.5x the timeout late.
+    /// The documented soak: relays of every kind, fault rates that
+    /// exercise every path, answers up to 1.5x the timeout late, the first
+    /// relay of each kind always failing.
     pub fn new(relays: usize, requests: usize, outages: usize, seed: Option<u64>) -> Self {
         let timeout = Duration::from_millis(100);
         SoakOptions {
@@ -60,27 +76,57 @@ impl SoakOptions {
                 duplicate: 0.05,
                 garbage: 0.02,
                 wrong_correlation: 0.02,
-                fail: ["soak-0".to_owned()].into_iter().collect(),
+                fail: Default::default(),
                 seed,
                 tasmota_mqtt5: false,
             },
             outages,
             outage_length: Duration::from_millis(300),
             min_uptime: Duration::from_millis(1500),
+            kinds: Vec::new(),
         }
+        .with_kinds(&SoakKind::ALL)
+    }
+
+    /// Relays of these kinds only (all of them when empty), in this order;
+    /// the first relay of each always fails (`faults.fail`).
+    pub fn with_kinds(mut self, kinds: &[SoakKind]) -> Self {
+        self.kinds = if kinds.is_empty() {
+            SoakKind::ALL.to_vec()
+        } else {
+            kinds.to_vec()
+        };
+        self.faults.fail = (0..self.kinds.len().min(self.relays))
+            .map(|i| format!("soak-{i}"))
+            .collect();
+        self
+    }
+
+    /// The kind of relay `i`.
+    pub fn kind_of(&self, i: usize) -> SoakKind {
+        self.kinds[i % self.kinds.len()]
     }
 }
 
-fn relays(n: usize) -> Vec<RelayConfig> {
+fn relays(options: &SoakOptions) -> Vec<RelayConfig> {
     let run: u32 = rand::random();
-    (0..n)
-        .map(|i| {
-            let mut relay =
-                RelayConfig::new(&format!("soak-{i}"), &format!("soak/{run:08x}/relay/{i}"));
-            relay.payload_query = Some("?".into());
-            relay
-        })
+    (0..options.relays)
+        .map(|i| options.kind_of(i).relay(&format!("soak-{i}"), run, i))
         .collect()
+}
+
+/// A request that ended with a state, or with a device error over a
+/// report (or an answer after it had ended), kept to be checked against
+/// what the devices did.
+struct End {
+    /// The relay (index into the configuration).
+    relay: usize,
+    /// How it ended.
+    entry: AuditEntry,
+    /// When the soak asked for the request (before the engine sent it)
+    /// and when it heard how it ended (after the engine decided); `None`
+    /// for an answer after its request had ended.
+    window: Option<(Instant, Instant)>,
 }
 
 /// Runs a soak on the current tokio runtime (multi-threaded) with its own
@@ -96,17 +142,10 @@ pub async fn run(
         .url();
     let mut config = Config::new(&url);
     config.broker.request_timeout_ms = options.timeout.as_millis() as u64;
-    config.relays = relays(options.relays);
+    config.relays = relays(&options);
+    let kinds: Vec<SoakKind> = (0..options.relays).map(|i| options.kind_of(i)).collect();
 
-    let (mut devices, mut records) = sim::spawn(SimOptions {
-        config: config.clone(),
-        faults: options.faults.clone(),
-        client_id: None,
-    })
-    .map_err(|e| std::io::Error::other(e.to_string()))?;
-    tokio::time::timeout(Duration::from_secs(10), devices.ready())
-        .await
-        .map_err(|_| std::io::Error::other("simulated devices did not subscribe"))?;
+    let mut devices = Fleet::start(&config, &kinds, &options.faults).await?;
     let (handle, mut events) = engine::spawn(EngineOptions::new(config.clone()))
         .map_err(|e| std::io::Error::other(e.to_string()))?;
 
@@ -156,8 +195,14 @@ pub async fn run(
         outages: options.outages,
         ..SoakReport::default()
     };
-    let mut confirmations: Vec<(usize, AuditEntry)> = Vec::new();
+    for kind in &kinds {
+        report.kinds.entry(*kind).or_default().relays += 1;
+    }
+    let mut ends: Vec<End> = Vec::new();
+    // Per relay: when its request in flight was asked for (cleared when it
+    // ends or is counted overdue), and when its last one was.
     let mut sent_at: Vec<Option<Instant>> = vec![None; options.relays];
+    let mut last_sent: Vec<Instant> = vec![started; options.relays];
     let mut idle: Vec<usize> = (0..options.relays).collect();
     let mut published = 0usize;
     let mut ended = 0usize;
@@ -167,28 +212,39 @@ pub async fn run(
     let slack = options.timeout + Duration::from_secs(1);
     let mut next_action = 0usize;
     let mut restarts = 0usize;
+    // Requests published to ready devices since the engine last
+    // reconnected: after the last outage a round for every relay, so the
+    // final check sees answered requests rather than ones cut off.
+    let mut since_reconnect = 0usize;
     // Per relay: the correlation of its last request, whether that request
     // got an answer with a state, and the engine's latest status.
     let mut truth = Truth::new(options.relays);
 
     loop {
-        // At least `requests`, and traffic through every outage.
-        let more = published < options.requests || restarts < options.outages;
+        let more = wants_more(&options, published, restarts, since_reconnect);
         if !more && ended >= published && !waiting_reconnect {
             break;
         }
         if connected && more {
-            while published < options.requests || restarts < options.outages {
-                let Some(relay) = idle.pop() else { break };
+            while let Some(relay) = idle.pop() {
                 let action = match next_action % 5 {
                     0 | 2 => Action::On,
                     1 | 3 => Action::Off,
                     _ => Action::Query,
                 };
                 next_action += 1;
+                // Before the engine can possibly send it.
+                let at = Instant::now();
                 handle.request(relay, action);
-                sent_at[relay] = Some(Instant::now());
+                sent_at[relay] = Some(at);
+                last_sent[relay] = at;
                 published += 1;
+                if devices.is_ready() {
+                    since_reconnect += 1;
+                }
+                if !wants_more(&options, published, restarts, since_reconnect) {
+                    break;
+                }
             }
         }
         let deadline = sent_at.iter().flatten().min().map(|t| *t + slack);
@@ -220,6 +276,7 @@ pub async fn run(
             Event::Connection(state) => {
                 connected = state.is_ready();
                 if connected && std::mem::take(&mut waiting_reconnect) {
+                    since_reconnect = 0;
                     let since = resumed_at.lock().ok().and_then(|at| *at);
                     report
                         .reconnects
@@ -230,6 +287,7 @@ pub async fn run(
                 }
             }
             Event::Finished { relay, entry } => {
+                let ended_at = Instant::now();
                 if entry.outcome == Outcome::NotSent {
                     // Refused before publishing (broker down): try again later.
                     report.not_sent += 1;
@@ -248,15 +306,30 @@ pub async fn run(
                     }
                 }
                 *report.outcomes.entry(entry.outcome).or_default() += 1;
+                *report
+                    .kinds
+                    .entry(kinds[relay])
+                    .or_default()
+                    .outcomes
+                    .entry(entry.outcome)
+                    .or_default() += 1;
                 truth.ended(relay, &entry, &mut report);
-                if entry.state.is_some() {
-                    confirmations.push((relay, entry));
+                if entry.state.is_some() || entry.evidence == Some(Evidence::Reported) {
+                    ends.push(End {
+                        relay,
+                        entry,
+                        window: Some((last_sent[relay], ended_at)),
+                    });
                 }
                 idle.push(relay);
             }
-            Event::Late { relay, entry } => {
-                note_late(&mut report, &mut truth, &mut confirmations, relay, entry)
-            }
+            Event::Late { relay, entry } => note_late(
+                &mut report,
+                &mut truth,
+                &mut ends,
+                (relay, kinds[relay]),
+                entry,
+            ),
             Event::Relay { relay, status } => truth.status(relay, &status),
             _ => {}
         }
@@ -268,101 +341,195 @@ pub async fn run(
     let linger = Instant::now() + options.timeout * 2;
     while let Ok(Some(event)) = tokio::time::timeout_at(linger.into(), events.recv()).await {
         match event {
-            Event::Late { relay, entry } => {
-                note_late(&mut report, &mut truth, &mut confirmations, relay, entry)
-            }
+            Event::Late { relay, entry } => note_late(
+                &mut report,
+                &mut truth,
+                &mut ends,
+                (relay, kinds[relay]),
+                entry,
+            ),
             Event::Relay { relay, status } => truth.status(relay, &status),
             _ => {}
         }
     }
     handle.shutdown();
     while events.recv().await.is_some() {}
-    devices.stop();
+    // The devices' state, then what they did (nothing more happens).
+    let device_states: Vec<_> = (0..options.relays)
+        .map(|relay| devices.state(relay, &config.relays[relay].id))
+        .collect();
+    let log = devices.stop();
+    report.device = log.did.clone();
+    (
+        report.reports_published,
+        report.reports_garbage,
+        report.reports_offline,
+    ) = log.report_counts();
+
+    // A message on its way can take as long as a request may end late
+    // (a loaded machine stalls the engine's thread or the broker).
+    let rested_on = check_ends(&mut report, &log, &config, &kinds, &ends, slack);
 
     // Once quiet, the truth: a relay whose last request was answered must
     // show what the device really ended in (answers overtake each other;
-    // the newest request's answer must win).
+    // the newest request's answer must win). A report the device
+    // published after the one the last acknowledgement rests on came with
+    // nothing in flight, which the engine does not show (by design): such
+    // a relay is left out, and counted.
     for relay in 0..options.relays {
-        if !truth.last_request_answered(relay) {
+        let Some(ack) = truth.last_request_answer(relay) else {
             continue;
-        }
-        report.final_checked += 1;
+        };
         let id = &config.relays[relay].id;
-        let shown = truth.shown[relay];
-        let device = devices.state(id);
-        if shown != device {
-            report.final_mismatches += 1;
-            if report.final_examples.len() < 5 {
-                report
-                    .final_examples
-                    .push(format!("{id}: shown {shown:?}, device is {device:?}"));
+        let per_kind = report.kinds.entry(kinds[relay]).or_default();
+        if ack.evidence == Some(Evidence::Reported) {
+            // The newest report it can rest on: if the device published
+            // nothing after that, its state is what that report said.
+            let rests_on = ack.correlation.as_ref().and_then(|c| rested_on.get(c));
+            if rests_on.is_some_and(|&index| log.reports_after(id, index) > 0) {
+                report.final_skipped += 1;
+                per_kind.final_skipped += 1;
+                continue;
             }
         }
-    }
-
-    // What the devices really did, by correlation data.
-    let mut did: HashMap<Vec<u8>, SimRecord> = HashMap::new();
-    while let Ok(record) = records.try_recv() {
-        let what = match &record.reply {
-            SimReply::Answer { copies: 2, .. } => "answered twice",
-            SimReply::Answer { .. } => "answered",
-            SimReply::Dropped => "dropped",
-            SimReply::Garbage => "answered garbage",
-            SimReply::WrongCorrelation => "wrong correlation",
-            SimReply::NoResponseTopic => "no response topic",
-            SimReply::Expired { .. } => "expired, not actuated",
-            SimReply::Ignored { .. } => "ignored",
-        };
-        *report.device.entry(what).or_default() += 1;
-        if let Some(c) = &record.correlation {
-            did.insert(c.to_vec(), record);
-        }
-    }
-    for (relay, entry) in confirmations {
-        let relay_config = &config.relays[relay];
-        let state = entry.state.unwrap_or(RelayState::Off);
-        let expected = match state {
-            RelayState::On => &relay_config.payload_on,
-            RelayState::Off => &relay_config.payload_off,
-        };
-        let bytes = entry.correlation.as_deref().and_then(from_hex);
-        let genuine = bytes.and_then(|b| did.get(&b)).is_some_and(|record| {
-            record.relay_id == relay_config.id
-                && record.state_after == state
-                && matches!(&record.reply, SimReply::Answer { payload, .. } if payload == expected)
-        });
-        if !genuine {
-            report.false_confirmations += 1;
-            if report.false_examples.len() < 5 {
-                report.false_examples.push(format!("{entry:?}"));
+        report.final_checked += 1;
+        per_kind.final_checked += 1;
+        let shown = truth.shown[relay];
+        let device = device_states[relay];
+        if shown != device {
+            report.final_mismatches += 1;
+            per_kind.final_mismatches += 1;
+            if report.final_examples.len() < 5 {
+                report.final_examples.push(format!(
+                    "{id} ({}): shown {shown:?} ({:?}), device is {device:?}",
+                    kinds[relay], ack.evidence
+                ));
             }
         }
     }
     Ok(report)
 }
 
-/// A late answer: counted, checked for order, and kept to be checked
-/// against the devices' log.
+/// Whether to publish more requests: at least `requests`, traffic through
+/// every outage, and after the last one a round for every relay (requests
+/// to ready devices since the engine reconnected), so that the final check
+/// sees requests answered rather than cut off.
+fn wants_more(
+    options: &SoakOptions,
+    published: usize,
+    restarts: usize,
+    since_reconnect: usize,
+) -> bool {
+    published < options.requests
+        || restarts < options.outages
+        || (options.outages > 0 && since_reconnect < options.relays)
+}
+
+/// Whether each state a request ended with is one the device gave, by
+/// its evidence (see `soak/devices.rs`); counts those that are not.
+/// Returns, by correlation, the newest report each reported end can rest
+/// on (an index into its relay's reports). `in_transit`: how long before a
+/// request was sent a report that ends it may have been published.
+fn check_ends(
+    report: &mut SoakReport,
+    log: &DeviceLog,
+    config: &Config,
+    kinds: &[SoakKind],
+    ends: &[End],
+    in_transit: Duration,
+) -> HashMap<String, usize> {
+    // Per relay: the first report the previous reported end can rest on
+    // (the earliest choice leaves the most room for the next one).
+    let mut previous: Vec<Option<usize>> = vec![None; config.relays.len()];
+    let mut rested_on = HashMap::new();
+    for end in ends {
+        let relay = &config.relays[end.relay];
+        let entry = &end.entry;
+        let verdict = match (entry.evidence, entry.state) {
+            (Some(Evidence::Correlated), Some(state)) => log.check_correlated(relay, state, entry),
+            (Some(Evidence::Reported), state) => {
+                // A device error over a report: the device reported the
+                // other state than the one asked for.
+                let told = state.or(match entry.action {
+                    Action::On => Some(RelayState::Off),
+                    Action::Off => Some(RelayState::On),
+                    Action::Query => None,
+                });
+                match (end.window, told) {
+                    (Some((sent, ended)), Some(told)) => {
+                        let not_before = sent.checked_sub(in_transit).unwrap_or(sent);
+                        let found = log.reports_for(
+                            &relay.id,
+                            told,
+                            previous[end.relay],
+                            not_before,
+                            ended,
+                        );
+                        match found {
+                            Some((first, last)) => {
+                                previous[end.relay] = Some(first);
+                                if let Some(c) = &entry.correlation {
+                                    rested_on.insert(c.clone(), last);
+                                }
+                                Ok(())
+                            }
+                            None => Err(format!(
+                                "the device published no report of {told} between the report the previous one rested on, {} ms before the send, and the end",
+                                in_transit.as_millis()
+                            )),
+                        }
+                    }
+                    (None, _) => Err("a report after its request had ended".to_owned()),
+                    (_, None) => Err("a device error over a report to a query".to_owned()),
+                }
+            }
+            (None, Some(_)) => Err("a state without evidence".to_owned()),
+            (_, None) => Ok(()), // a device error tied to its request: no state
+        };
+        let Err(why) = verdict else { continue };
+        let kind = kinds[end.relay];
+        report.false_confirmations += 1;
+        report.kinds.entry(kind).or_default().false_confirmations += 1;
+        if report.false_examples.len() < 5 {
+            let around = match end.window {
+                Some((sent, ended)) => format!(
+                    "; ended at {:+.3} ms, {}",
+                    ended.duration_since(sent).as_secs_f64() * 1000.0,
+                    log.reports_around(&relay.id, sent)
+                ),
+                None => String::new(),
+            };
+            report
+                .false_examples
+                .push(format!("{kind}: {why}: {entry:?}{around}"));
+        }
+    }
+    rested_on
+}
+
+/// A late answer to a request of `relay` (of `kind`): counted, checked for
+/// order, and kept to be checked against the devices' log.
 fn note_late(
     report: &mut SoakReport,
     truth: &mut Truth,
-    confirmations: &mut Vec<(usize, AuditEntry)>,
-    relay: usize,
+    ends: &mut Vec<End>,
+    (relay, kind): (usize, SoakKind),
     entry: AuditEntry,
 ) {
     *report.late.entry(entry.outcome).or_default() += 1;
+    *report
+        .kinds
+        .entry(kind)
+        .or_default()
+        .late
+        .entry(entry.outcome)
+        .or_default() += 1;
     truth.late(relay, &entry, report);
     if entry.state.is_some() {
-        confirmations.push((relay, entry));
+        ends.push(End {
+            relay,
+            entry,
+            window: None,
+        });
     }
-}
-
-fn from_hex(text: &str) -> Option<Vec<u8>> {
-    (0..text.len())
-        .step_by(2)
-        .map(|i| {
-            text.get(i..i + 2)
-                .and_then(|h| u8::from_str_radix(h, 16).ok())
-        })
-        .collect()
 }

@@ -1,12 +1,13 @@
 //! `relay-soak`: the chaos soak. Runs its own Mosquitto and misbehaving
-//! simulated devices, sends many requests through the real engine and
-//! checks every confirmation against what the devices really did. Needs
+//! simulated devices of every kind (or the kinds named with `--kind`),
+//! sends many requests through the real engine and checks every state it
+//! ends a request with against what the devices really did. Needs
 //! `mosquitto` installed. Exit 0 only if every check held.
 
 use std::process::ExitCode;
 
 use clap::Parser;
-use relay_testkit::soak::{self, SoakOptions};
+use relay_testkit::soak::{self, SoakKind, SoakOptions};
 
 /// Chaos soak for Relay Panel's engine.
 #[derive(Parser, Debug)]
@@ -24,6 +25,10 @@ struct Args {
     /// Seed for the devices' faults.
     #[arg(long)]
     seed: Option<u64>,
+    /// Kind of device (repeat for several; default: all, relays taking
+    /// them in turn): mqtt5, shelly, tasmota, tasmota-mqtt5, state.
+    #[arg(long = "kind", value_name = "KIND")]
+    kinds: Vec<SoakKind>,
 }
 
 fn main() -> ExitCode {
@@ -53,11 +58,14 @@ fn run(args: Args) -> anyhow::Result<bool> {
         .worker_threads(2)
         .enable_all()
         .build()?;
-    let options = SoakOptions::new(args.relays, args.requests, args.outages, args.seed);
+    let options = SoakOptions::new(args.relays, args.requests, args.outages, args.seed)
+        .with_kinds(&args.kinds);
+    let kinds: Vec<&str> = options.kinds.iter().map(|k| k.name()).collect();
     eprintln!(
-        "soak: {} requests over {} relays, timeout {} ms, {} broker outage(s); devices drop 5%, duplicate 5%, garbage 2%, wrong correlation 2%, answer up to 1.5x the timeout late, one always fails",
+        "soak: {} requests over {} relays ({}), timeout {} ms, {} broker outage(s); devices drop 5%, duplicate 5%, garbage 2%, wrong correlation 2%, answer up to 1.5x the timeout late, the first relay of each kind always fails",
         args.requests,
         args.relays,
+        kinds.join(", "),
         options.timeout.as_millis(),
         args.outages
     );

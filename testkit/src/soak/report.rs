@@ -3,7 +3,9 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use relay_panel::outcome::Outcome;
+use relay_panel::outcome::{Evidence, Outcome};
+
+use super::SoakKind;
 
 /// What happened.
 #[derive(Debug, Default, Clone)]
@@ -20,7 +22,16 @@ pub struct SoakReport {
     pub not_sent: usize,
     /// What the devices did: answered, dropped, duplicated, garbage, wrong correlation.
     pub device: BTreeMap<&'static str, usize>,
-    /// Confirmations that no device gave (must be 0).
+    /// State reports the devices published on their state topics (of
+    /// which garbage: `reports_garbage`).
+    pub reports_published: usize,
+    /// Of those, reports whose payload a fault made garbage.
+    pub reports_garbage: usize,
+    /// Reports the devices dropped because they were offline (broker down).
+    pub reports_offline: usize,
+    /// Requests ended with a state that no device gave (must be 0): a
+    /// correlated state without the device's tied answer saying it, a
+    /// reported one without the device's report of it (see `soak/devices.rs`).
     pub false_confirmations: usize,
     /// Descriptions of the first few false confirmations.
     pub false_examples: Vec<String>,
@@ -44,8 +55,44 @@ pub struct SoakReport {
     /// Of those, relays whose last acknowledged state differs from the
     /// state the simulated device really ended in (must be 0).
     pub final_mismatches: usize,
+    /// Relays whose last request was answered by a report, left out of
+    /// that check because their device published again after that report
+    /// (a report with nothing in flight is not shown, by design).
+    pub final_skipped: usize,
     /// Descriptions of the first few mismatches.
     pub final_examples: Vec<String>,
+    /// The same, per kind of device.
+    pub kinds: BTreeMap<SoakKind, KindReport>,
+}
+
+/// What one kind of device's relays saw.
+#[derive(Debug, Default, Clone)]
+pub struct KindReport {
+    /// Relays of this kind.
+    pub relays: usize,
+    /// How their requests ended.
+    pub outcomes: BTreeMap<Outcome, usize>,
+    /// Their answers after their request had ended.
+    pub late: BTreeMap<Outcome, usize>,
+    /// Their states that no device gave (must be 0).
+    pub false_confirmations: usize,
+    /// Relays checked against their device once quiet.
+    pub final_checked: usize,
+    /// Left out of that check (see [`SoakReport::final_skipped`]).
+    pub final_skipped: usize,
+    /// Of those checked, relays whose shown state differs from the device's.
+    pub final_mismatches: usize,
+}
+
+impl KindReport {
+    /// Requests that ended this way (at the time, or late).
+    pub fn count(&self, outcome: Outcome) -> usize {
+        self.outcomes
+            .get(&outcome)
+            .or(self.late.get(&outcome))
+            .copied()
+            .unwrap_or(0)
+    }
 }
 
 impl SoakReport {
@@ -81,6 +128,34 @@ impl SoakReport {
         for (what, n) in &self.device {
             out.push_str(&format!("  {what:<18} {n}\n"));
         }
+        out.push_str(&format!(
+            "  reported state     {} times ({} garbage; {} more dropped while offline)\n",
+            self.reports_published, self.reports_garbage, self.reports_offline
+        ));
+        if !self.kinds.is_empty() {
+            out.push_str("per kind of device:\n");
+        }
+        for (kind, k) in &self.kinds {
+            let answers = match kind.evidence() {
+                Evidence::Correlated => "answers tied to the request",
+                Evidence::Reported => "only reports",
+            };
+            let ends: Vec<String> = k
+                .outcomes
+                .iter()
+                .map(|(o, n)| format!("{o} {n}"))
+                .chain(k.late.iter().map(|(o, n)| format!("{o} {n}")))
+                .collect();
+            out.push_str(&format!(
+                "  {kind} ({} relays, {answers}): {}\n",
+                k.relays,
+                ends.join(", ")
+            ));
+            out.push_str(&format!(
+                "    false confirmations {}; once quiet {} checked, {} differ, {} skipped (reported again after the last acknowledgement)\n",
+                k.false_confirmations, k.final_checked, k.final_mismatches, k.final_skipped
+            ));
+        }
         if self.outages > 0 {
             let worst = self.reconnects.iter().max().copied().unwrap_or_default();
             out.push_str(&format!(
@@ -105,8 +180,8 @@ impl SoakReport {
             out.push_str(&format!("  {example}\n"));
         }
         out.push_str(&format!(
-            "last acknowledged state differs from the device's, once quiet: {} of {} relays checked\n",
-            self.final_mismatches, self.final_checked
+            "last acknowledged state differs from the device's, once quiet: {} of {} relays checked ({} skipped: reported again after the last acknowledgement)\n",
+            self.final_mismatches, self.final_checked, self.final_skipped
         ));
         for example in &self.final_examples {
             out.push_str(&format!("  {example}\n"));

@@ -3,11 +3,26 @@
 
 use std::collections::HashMap;
 
+use relay_panel::outcome::Evidence;
 use relay_panel::protocol::RelayState;
 use relay_panel::relay::RelayStatus;
 use relay_panel::store::AuditEntry;
 
 use super::SoakReport;
+
+/// An answer that became (or should have become) a relay's last
+/// acknowledged state.
+#[derive(Debug, Clone)]
+pub(super) struct Ack {
+    /// The number of the request it answers (per relay, in send order).
+    number: u64,
+    /// What it said.
+    pub(super) state: RelayState,
+    /// What ties it to the request.
+    pub(super) evidence: Option<Evidence>,
+    /// The request's correlation (hex).
+    pub(super) correlation: Option<String>,
+}
 
 /// What the engine should show, from what the devices answered: per
 /// relay, the answer to the *latest-requested* answered request (answers
@@ -18,8 +33,8 @@ pub(super) struct Truth {
     sequence: HashMap<String, u64>,
     /// Next sequence number, per relay.
     next: Vec<u64>,
-    /// The newest answered request's number and state, per relay.
-    newest: Vec<Option<(u64, RelayState)>>,
+    /// The newest answered request's answer, per relay.
+    newest: Vec<Option<Ack>>,
     /// The last acknowledged state the engine shows, per relay.
     pub(super) shown: Vec<Option<RelayState>>,
     /// The number of the last request that ended, per relay.
@@ -68,11 +83,19 @@ impl Truth {
         let Some(state) = entry.state else {
             return;
         };
-        if self.newest[relay].is_none_or(|(n, _)| number >= n) {
-            self.newest[relay] = Some((number, state));
+        if self.newest[relay]
+            .as_ref()
+            .is_none_or(|ack| number >= ack.number)
+        {
+            self.newest[relay] = Some(Ack {
+                number,
+                state,
+                evidence: entry.evidence,
+                correlation: entry.correlation.clone(),
+            });
         }
         report.order_checked += 1;
-        let expected = self.newest[relay].map(|(_, s)| s);
+        let expected = self.newest[relay].as_ref().map(|ack| ack.state);
         if self.shown[relay] != expected {
             report.order_violations += 1;
             if report.order_examples.len() < 5 {
@@ -84,8 +107,10 @@ impl Truth {
         }
     }
 
-    /// Whether the relay's last request got an answer with a state.
-    pub(super) fn last_request_answered(&self, relay: usize) -> bool {
-        self.last[relay].is_some() && self.last[relay] == self.newest[relay].map(|(n, _)| n)
+    /// The answer to the relay's last request, if it got one with a
+    /// state.
+    pub(super) fn last_request_answer(&self, relay: usize) -> Option<&Ack> {
+        let ack = self.newest[relay].as_ref()?;
+        (self.last[relay] == Some(ack.number)).then_some(ack)
     }
 }
