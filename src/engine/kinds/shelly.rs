@@ -237,6 +237,11 @@ mod tests {
             assert_eq!(encoded.properties.response_topic, None);
             assert_eq!(encoded.properties.correlation_data, None);
             assert_eq!(encoded.properties.message_expiry_interval, Some(3));
+            // Who asked travels with the call, as for every kind.
+            assert_eq!(
+                encoded.properties.user_properties,
+                [("operator".to_owned(), context(id).operator.to_owned())]
+            );
             serde_json::from_slice::<Value>(&encoded.payload).unwrap()
         };
         assert_eq!(
