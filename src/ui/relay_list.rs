@@ -114,19 +114,21 @@ pub fn ack_text(status: &RelayStatus, now: SystemTime) -> (String, String) {
             if ack.late {
                 text.push_str(" (late)");
             }
+            let (verb, why) = match ack.evidence {
+                Evidence::Correlated => (
+                    "Confirmed",
+                    "The device's reply to this very request (its correlation data or RPC id).",
+                ),
+                Evidence::Reported => (
+                    "Reported",
+                    "The device published this state after the command, but nothing ties that message to the request.",
+                ),
+            };
             let mut hover = format!(
-                "Acknowledged {} — round trip {}",
+                "{verb} {} — round trip {}\n{why}",
                 format_time(ack.at),
                 format_rtt(ack.rtt)
             );
-            hover.push_str(match ack.evidence {
-                Evidence::Correlated => {
-                    "\nConfirmed: the device's reply to this very request (its correlation data or RPC id)."
-                }
-                Evidence::Reported => {
-                    "\nReported: the device published this state after the command, but nothing ties that message to the request."
-                }
-            });
             if ack.restored {
                 hover.push_str("\nFrom an earlier session: not confirmed since this panel started. Refresh to ask the device.");
             }
@@ -624,4 +626,43 @@ fn relay_row(ui: &mut egui::Ui, row: &RowContext<'_>) -> DrawnRow {
         }
     });
     drawn
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::relay::Acknowledgement;
+
+    /// The age and its hover say how the state is known.
+    #[test]
+    fn ack_text_names_the_evidence() {
+        let at = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let status = |evidence| RelayStatus {
+            phase: Phase::Idle,
+            last_acknowledged: Some(Acknowledgement {
+                state: RelayState::On,
+                evidence,
+                requested: at,
+                at,
+                rtt: Duration::from_millis(41),
+                late: false,
+                restored: false,
+            }),
+        };
+        let now = at + Duration::from_secs(12);
+        let (text, hover) = ack_text(&status(Evidence::Correlated), now);
+        assert_eq!(text, "last acknowledged 12 s ago");
+        assert!(hover.starts_with("Confirmed "), "{hover}");
+        assert!(hover.contains("this very request"), "{hover}");
+        let (text, hover) = ack_text(&status(Evidence::Reported), now);
+        assert_eq!(text, "last reported 12 s ago");
+        assert!(hover.starts_with("Reported "), "{hover}");
+        assert!(hover.contains("nothing ties that message"), "{hover}");
+        assert_eq!(
+            ack_text(&RelayStatus::default(), now).0,
+            "never acknowledged"
+        );
+    }
 }
