@@ -85,6 +85,10 @@ mod tests {
         assert_eq!(on.properties.response_topic, None);
         assert_eq!(on.properties.correlation_data, None);
         assert_eq!(on.properties.message_expiry_interval, Some(3));
+        assert_eq!(
+            on.properties.user_properties,
+            [("operator".to_owned(), "carol".to_owned())]
+        );
         let off = State.encode(&relay, Action::Off, &request).unwrap();
         assert_eq!(off.payload.as_ref(), b"OFF");
         assert!(State.encode(&relay, Action::Query, &request).is_none());

@@ -152,6 +152,10 @@ mod tests {
             );
             assert_eq!(p.correlation_data.as_deref(), Some(&[5u8; 16][..]));
             assert_eq!(p.message_expiry_interval, Some(1));
+            assert_eq!(
+                p.user_properties,
+                [("operator".to_owned(), "bob".to_owned())]
+            );
         }
         let single = RelayConfig::tasmota("lamp", "t1", None);
         assert_eq!(
