@@ -57,6 +57,7 @@ fn panel(rt: &tokio::runtime::Runtime, n: usize) -> Panel {
                 rtt: Duration::from_micros(300 + i as u64 % 700),
                 late: false,
                 restored: false,
+                operator: None,
             }),
             ..RelayStatus::default()
         };

@@ -92,11 +92,15 @@ pub enum Outcome {
     NotSent,
     /// The relay already had a request in flight: nothing was sent.
     Busy,
+    /// Not a request's end: the device published a state no request of
+    /// this panel explains (a wall button, another panel, an automation).
+    /// Its `detail` is the source when the device says it (`button`).
+    ChangedAtDevice,
 }
 
 impl Outcome {
     /// Every outcome, for tables and tests.
-    pub const ALL: [Outcome; 10] = [
+    pub const ALL: [Outcome; 11] = [
         Outcome::Confirmed,
         Outcome::Reported,
         Outcome::LateConfirmed,
@@ -107,6 +111,7 @@ impl Outcome {
         Outcome::Refused,
         Outcome::NotSent,
         Outcome::Busy,
+        Outcome::ChangedAtDevice,
     ];
 
     /// The stable text code: stored in the audit log, printed by relayctl
@@ -123,6 +128,7 @@ impl Outcome {
             Outcome::Refused => "refused by broker",
             Outcome::NotSent => "not sent",
             Outcome::Busy => "busy",
+            Outcome::ChangedAtDevice => "changed at device",
         }
     }
 
@@ -156,7 +162,7 @@ impl Outcome {
             | Outcome::LateConfirmed
             | Outcome::DeviceError
             | Outcome::LateDeviceError => Some(Evidence::Correlated),
-            Outcome::Reported => Some(Evidence::Reported),
+            Outcome::Reported | Outcome::ChangedAtDevice => Some(Evidence::Reported),
             _ => None,
         }
     }
@@ -199,6 +205,7 @@ mod tests {
             ("refused by broker", Outcome::Refused),
             ("not sent", Outcome::NotSent),
             ("busy", Outcome::Busy),
+            ("changed at device", Outcome::ChangedAtDevice),
         ] {
             assert_eq!(Outcome::parse(code), Some(outcome), "{code}");
         }
@@ -223,6 +230,7 @@ mod tests {
             (Refused, false, false, None),
             (NotSent, false, false, None),
             (Busy, false, false, None),
+            (ChangedAtDevice, false, false, Some(Evidence::Reported)),
         ];
         for (outcome, confirmed, late, evidence) in table {
             assert_eq!(outcome.is_confirmed(), confirmed, "{outcome}");

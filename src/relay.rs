@@ -24,7 +24,7 @@ use crate::pending::AlreadyPending;
 use crate::protocol::{Action, CorrelationId, RelayState};
 
 /// A state some device confirmed or reported.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Acknowledgement {
     /// The state the device reported.
     pub state: RelayState,
@@ -43,6 +43,147 @@ pub struct Acknowledgement {
     /// Loaded from the store at start-up: confirmed in an earlier session,
     /// not since. Shown as "last acknowledged … ago" until refreshed.
     pub restored: bool,
+    /// Who asked for the request it answers (the hover's "by alice"), when
+    /// known (acknowledgements stored before the column have none).
+    pub operator: Option<String>,
+}
+
+/// How long after this panel's own request was answered a matching state
+/// from the device is still taken as part of that request (a Shelly sends
+/// `NotifyStatus`, a Tasmota `stat/…/POWER`, right after its answer), not
+/// as a change at the device.
+pub const ECHO_WINDOW: Duration = Duration::from_secs(2);
+
+/// Whether a relay's device is reachable, as its last-will topic says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Availability {
+    /// Nothing heard: no availability topic, or nothing published there.
+    #[default]
+    Unknown,
+    /// The device said it is online.
+    Online {
+        /// Since when (when it was heard).
+        since: SystemTime,
+        /// Heard as a retained message on subscribing: it was true before
+        /// `since`, since when exactly is unknown.
+        retained: bool,
+    },
+    /// The device is gone (its will fired, or it said so).
+    Offline {
+        /// Since when (when it was heard).
+        since: SystemTime,
+        /// Heard as a retained message on subscribing: offline since
+        /// before `since`.
+        retained: bool,
+    },
+}
+
+impl Availability {
+    /// `Some(true)` online, `Some(false)` offline, `None` unknown.
+    pub fn online(self) -> Option<bool> {
+        match self {
+            Availability::Unknown => None,
+            Availability::Online { .. } => Some(true),
+            Availability::Offline { .. } => Some(false),
+        }
+    }
+
+    /// Whether the device is known to be offline.
+    pub fn is_offline(self) -> bool {
+        self.online() == Some(false)
+    }
+
+    /// Since when, and whether only "since before" is known (retained).
+    pub fn since(self) -> Option<(SystemTime, bool)> {
+        match self {
+            Availability::Unknown => None,
+            Availability::Online { since, retained } | Availability::Offline { since, retained } => {
+                Some((since, retained))
+            }
+        }
+    }
+}
+
+/// A state the device published by itself that no request of this panel
+/// explains: a change at the device (a wall button, another panel, an
+/// automation), or a retained state heard on subscribing (time unknown).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceReport {
+    /// The state it told.
+    pub state: RelayState,
+    /// When it was heard.
+    pub at: SystemTime,
+    /// What switched it, when the device says (`button`, `MQTT`…).
+    pub source: Option<String>,
+    /// A retained message heard on subscribing: published at some time
+    /// before `at`, exactly when is unknown.
+    pub retained: bool,
+    /// Loaded from the store at start-up: heard in an earlier session.
+    pub restored: bool,
+}
+
+/// What a device's own state message did to a relay
+/// ([`RelayStatus::device_reported`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeviceSays {
+    /// The state shown already: nothing new.
+    Unchanged,
+    /// Part of this panel's own request: the state it asked for while it
+    /// is in flight, or the state it was answered with, within
+    /// [`ECHO_WINDOW`].
+    Echo,
+    /// The state shown, heard live where only an earlier session's or a
+    /// retained one was known: its time is now known (not a change).
+    Renewed,
+    /// Another state than the one shown, live: a change at the device.
+    Changed,
+    /// Another state than the one shown, from a retained message: shown
+    /// as reported (retained; time unknown), not logged as a change.
+    Retained,
+}
+
+/// The newest evidence of a relay's state: which of the two facts the
+/// panel holds is shown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shown<'a> {
+    /// The last acknowledgement of a request.
+    Acknowledged(&'a Acknowledgement),
+    /// The device's own report, newer than any acknowledgement.
+    Device(&'a DeviceReport),
+}
+
+impl Shown<'_> {
+    /// The state.
+    pub fn state(self) -> RelayState {
+        match self {
+            Shown::Acknowledged(ack) => ack.state,
+            Shown::Device(report) => report.state,
+        }
+    }
+
+    /// When it was heard.
+    pub fn at(self) -> SystemTime {
+        match self {
+            Shown::Acknowledged(ack) => ack.at,
+            Shown::Device(report) => report.at,
+        }
+    }
+
+    /// Its evidence: a device report is always *reported*.
+    pub fn evidence(self) -> Evidence {
+        match self {
+            Shown::Acknowledged(ack) => ack.evidence,
+            Shown::Device(_) => Evidence::Reported,
+        }
+    }
+
+    /// From an earlier session (italics until refreshed).
+    pub fn restored(self) -> bool {
+        match self {
+            Shown::Acknowledged(ack) => ack.restored,
+            Shown::Device(report) => report.restored,
+        }
+    }
 }
 
 /// Why a request ended without a confirmation.
@@ -191,6 +332,12 @@ pub struct RelayStatus {
     pub phase: Phase,
     /// The last state a device confirmed, if any ever did.
     pub last_acknowledged: Option<Acknowledgement>,
+    /// The device's own latest report no request explains (a change at
+    /// the device, a retained state), if any; shown when newer than
+    /// `last_acknowledged` ([`RelayStatus::shown`]).
+    pub device_report: Option<DeviceReport>,
+    /// Whether the device is reachable, from its last-will topic.
+    pub availability: Availability,
 }
 
 impl Default for RelayStatus {
@@ -198,6 +345,8 @@ impl Default for RelayStatus {
         RelayStatus {
             phase: Phase::Idle,
             last_acknowledged: None,
+            device_report: None,
+            availability: Availability::Unknown,
         }
     }
 }
@@ -207,9 +356,115 @@ impl RelayStatus {
     pub fn restored(mut ack: Acknowledgement) -> Self {
         ack.restored = true;
         RelayStatus {
-            phase: Phase::Idle,
             last_acknowledged: Some(ack),
+            ..RelayStatus::default()
         }
+    }
+
+    /// The newest evidence of the relay's state: the device's own report
+    /// when it was heard after the last acknowledgement, else the
+    /// acknowledgement (on a tie, the acknowledgement: it is tied to a
+    /// request). A retained report counts as heard when it arrived.
+    pub fn shown(&self) -> Option<Shown<'_>> {
+        match (&self.last_acknowledged, &self.device_report) {
+            (None, None) => None,
+            (Some(ack), None) => Some(Shown::Acknowledged(ack)),
+            (None, Some(report)) => Some(Shown::Device(report)),
+            (Some(ack), Some(report)) if report.at > ack.at => Some(Shown::Device(report)),
+            (Some(ack), Some(_)) => Some(Shown::Acknowledged(ack)),
+        }
+    }
+
+    /// The state shown (the newest evidence), if any.
+    pub fn shown_state(&self) -> Option<RelayState> {
+        self.shown().map(Shown::state)
+    }
+
+    /// The device's last will said `online` at `at` (`retained`: a
+    /// retained message heard on subscribing). Returns whether the
+    /// availability changed; the same again keeps its first time.
+    pub fn set_availability(&mut self, online: bool, at: SystemTime, retained: bool) -> bool {
+        if self.availability.online() == Some(online) {
+            return false;
+        }
+        self.availability = if online {
+            Availability::Online {
+                since: at,
+                retained,
+            }
+        } else {
+            Availability::Offline {
+                since: at,
+                retained,
+            }
+        };
+        true
+    }
+
+    /// The device published `state` by itself (`source`: what switched
+    /// it, when it says), heard at `at`; `retained`: a retained message
+    /// heard on subscribing. `request_sent`: the relay's request in
+    /// flight, if any, was handed to the broker (a state heard before
+    /// that cannot be its effect).
+    ///
+    /// Decides whether it is part of this panel's own request (an echo),
+    /// nothing new, or newer evidence — and records it as the device's
+    /// report when it is. Only called for messages that do not answer a
+    /// request (kinds whose reports answer, with a request in flight, go
+    /// to [`RelayStatus::confirm`] instead).
+    pub fn device_reported(
+        &mut self,
+        state: RelayState,
+        source: Option<String>,
+        at: SystemTime,
+        retained: bool,
+        request_sent: bool,
+    ) -> DeviceSays {
+        if !retained {
+            match &self.phase {
+                Phase::Pending { requested, .. }
+                    if request_sent && *requested == Action::switch_to(state) =>
+                {
+                    return DeviceSays::Echo;
+                }
+                Phase::Confirmed {
+                    state: answered,
+                    at: answered_at,
+                    ..
+                }
+                | Phase::Late {
+                    answer: LateAnswer::State(answered),
+                    at: answered_at,
+                    ..
+                } if *answered == state
+                    && at.duration_since(*answered_at).unwrap_or_default() < ECHO_WINDOW =>
+                {
+                    return DeviceSays::Echo;
+                }
+                _ => {}
+            }
+        }
+        let shown = self.shown();
+        let says = match shown {
+            Some(shown) if shown.state() == state => {
+                let known_live = !shown.restored()
+                    && !matches!(shown, Shown::Device(DeviceReport { retained: true, .. }));
+                if retained || known_live {
+                    return DeviceSays::Unchanged;
+                }
+                DeviceSays::Renewed
+            }
+            _ if retained => DeviceSays::Retained,
+            _ => DeviceSays::Changed,
+        };
+        self.device_report = Some(DeviceReport {
+            state,
+            at,
+            source,
+            retained,
+            restored: false,
+        });
+        says
     }
 
     /// Whether a request is in flight.
@@ -246,6 +501,7 @@ impl RelayStatus {
         requested: SystemTime,
         at: SystemTime,
         rtt: Duration,
+        operator: &str,
     ) -> bool {
         self.phase = Phase::Confirmed {
             state,
@@ -253,7 +509,7 @@ impl RelayStatus {
             at,
             rtt,
         };
-        self.acknowledge(state, evidence, requested, at, rtt, false)
+        self.acknowledge(state, evidence, requested, at, rtt, false, operator)
     }
 
     /// The request in flight (correlation id `request`) ended without
@@ -279,9 +535,18 @@ impl RelayStatus {
         at: SystemTime,
         rtt: Duration,
         request: Option<CorrelationId>,
+        operator: &str,
     ) -> bool {
         self.answered_late(LateAnswer::State(state), request, at);
-        self.acknowledge(state, Evidence::Correlated, requested, at, rtt, true)
+        self.acknowledge(
+            state,
+            Evidence::Correlated,
+            requested,
+            at,
+            rtt,
+            true,
+            operator,
+        )
     }
 
     /// A late answer to `request` arrived at `at`. When the phase shows
@@ -318,6 +583,7 @@ impl RelayStatus {
         }
     }
 
+    #[allow(clippy::too_many_arguments)] // the fields of an Acknowledgement
     fn acknowledge(
         &mut self,
         state: RelayState,
@@ -326,6 +592,7 @@ impl RelayStatus {
         at: SystemTime,
         rtt: Duration,
         late: bool,
+        operator: &str,
     ) -> bool {
         if !self.is_newer(requested) {
             return false;
@@ -338,6 +605,7 @@ impl RelayStatus {
             rtt,
             late,
             restored: false,
+            operator: Some(operator.to_owned()),
         });
         true
     }
@@ -520,18 +788,26 @@ mod tests {
                             t(requested),
                             t(ms),
                             Duration::from_millis(1),
+                            "alice",
                         );
                     }
                     Step::Fail(reason, ms) => relay.fail(reason, t(ms), None),
                     Step::Late(state, requested, ms, taken) => assert_eq!(
-                        relay.late(state, t(requested), t(ms), Duration::from_millis(1), None),
+                        relay.late(
+                            state,
+                            t(requested),
+                            t(ms),
+                            Duration::from_millis(1),
+                            None,
+                            "alice"
+                        ),
                         taken,
                         "case {index}"
                     ),
                 }
             }
             assert_eq!(
-                relay.last_acknowledged.map(|a| a.state),
+                relay.last_acknowledged.as_ref().map(|a| a.state),
                 expected,
                 "case {index}"
             );
@@ -553,6 +829,7 @@ mod tests {
             t(3100),
             Duration::from_millis(3100),
             a,
+            "alice",
         );
         assert_eq!(
             relay.phase,
@@ -596,12 +873,13 @@ mod tests {
             rtt: Duration::from_millis(2),
             late: false,
             restored: false,
+            operator: None,
         };
         let mut relay = RelayStatus::restored(ack);
-        assert!(relay.last_acknowledged.unwrap().restored);
+        assert!(relay.last_acknowledged.as_ref().unwrap().restored);
         relay.begin(Action::Query, t(10), TIMEOUT).unwrap();
         relay.fail(Failure::NoResponse { after: TIMEOUT }, t(3010), None);
-        assert!(relay.last_acknowledged.unwrap().restored);
+        assert!(relay.last_acknowledged.as_ref().unwrap().restored);
         relay.begin(Action::Query, t(4000), TIMEOUT).unwrap();
         relay.confirm(
             RelayState::Off,
@@ -609,9 +887,11 @@ mod tests {
             t(4000),
             t(4001),
             Duration::from_millis(1),
+            "bob",
         );
-        let ack = relay.last_acknowledged.unwrap();
+        let ack = relay.last_acknowledged.clone().unwrap();
         assert!(!ack.restored);
+        assert_eq!(ack.operator.as_deref(), Some("bob"));
         assert_eq!(ack.state, RelayState::Off);
         assert_eq!(ack.evidence, Evidence::Reported);
         assert_eq!(relay.phase.to_string(), "reported in 1.0 ms");

@@ -18,7 +18,7 @@ const SHORT: Duration = Duration::from_millis(400);
 fn last_state(events: &[Event], relay: usize) -> Option<Option<RelayState>> {
     events.iter().rev().find_map(|e| match e {
         Event::Relay { relay: r, status } if *r == relay => {
-            Some(status.last_acknowledged.map(|a| a.state))
+            Some(status.last_acknowledged.as_ref().map(|a| a.state))
         }
         _ => None,
     })
@@ -111,7 +111,7 @@ async fn status_is_pending_until_the_device_answers() {
         ),
         "{last:?}"
     );
-    assert!(last.last_acknowledged.unwrap().rtt >= Duration::from_millis(200));
+    assert!(last.last_acknowledged.clone().unwrap().rtt >= Duration::from_millis(200));
 }
 
 /// With no device, the request ends as "no response" and nothing changes.
@@ -273,7 +273,7 @@ async fn garbage_answers_change_no_state() {
         }
     ));
     assert_eq!(
-        last.last_acknowledged.unwrap().state,
+        last.last_acknowledged.clone().unwrap().state,
         RelayState::On,
         "still the last confirmed state"
     );
@@ -406,7 +406,7 @@ async fn request_in_flight_at_a_drop_is_never_confirmed() {
         match event {
             Event::Finished { .. } => panic!("the request already ended: {event:?}"),
             Event::Relay { status, .. } => {
-                if let Some(ack) = status.last_acknowledged {
+                if let Some(ack) = &status.last_acknowledged {
                     assert!(ack.late, "{status:?}");
                 }
             }
@@ -438,7 +438,7 @@ async fn late_answer_is_marked_late() {
     loop {
         match engine.next(Duration::from_secs(3)).await {
             Event::Relay { status, .. } => {
-                let ack = status.last_acknowledged.expect("late ack");
+                let ack = status.last_acknowledged.clone().expect("late ack");
                 assert!(ack.late);
                 assert_eq!(ack.state, RelayState::On);
                 // The request ended unanswered; its own late answer
@@ -486,7 +486,7 @@ async fn last_acknowledged_state_survives_restart() {
             _ => {}
         }
     }
-    let ack = restored.unwrap().last_acknowledged.expect("restored state");
+    let ack = restored.unwrap().last_acknowledged.clone().expect("restored state");
     assert_eq!(ack.state, RelayState::On);
     assert!(ack.restored);
     let history = history.unwrap();
@@ -894,7 +894,7 @@ async fn reconfigure_keeps_the_connection_and_moves_statuses_by_id() {
     assert_eq!(statuses[0], Default::default(), "the added relay");
     assert_eq!(statuses[1], Default::default(), "r0 was never asked");
     let moved = &statuses[2];
-    let ack = moved.last_acknowledged.expect("r1's confirmed state");
+    let ack = moved.last_acknowledged.clone().expect("r1's confirmed state");
     assert_eq!(ack.state, RelayState::On);
     assert!(!ack.restored, "confirmed in this session, not restored");
     assert!(
@@ -1008,7 +1008,7 @@ async fn request_in_flight_follows_its_relay_across_a_reconfigure() {
     let (index, status) = shown.expect("a status event for the answer");
     assert_eq!(index, 2);
     assert_eq!(
-        status.last_acknowledged.map(|a| a.state),
+        status.last_acknowledged.as_ref().map(|a| a.state),
         Some(RelayState::On)
     );
 }
@@ -1158,7 +1158,7 @@ async fn reconfigure_while_reconnecting() {
         "{before:?}"
     );
     assert_eq!(
-        statuses[1].last_acknowledged.map(|a| (a.state, a.restored)),
+        statuses[1].last_acknowledged.as_ref().map(|a| (a.state, a.restored)),
         Some((RelayState::On, false))
     );
 

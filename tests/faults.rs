@@ -28,7 +28,7 @@ fn engine_with_store(config: &Config, data: &Path) -> TestEngine {
 fn shown(events: &[Event], relay: usize) -> Option<Option<RelayState>> {
     events.iter().rev().find_map(|e| match e {
         Event::Relay { relay: r, status } if *r == relay => {
-            Some(status.last_acknowledged.map(|a| a.state))
+            Some(status.last_acknowledged.as_ref().map(|a| a.state))
         }
         _ => None,
     })
@@ -98,7 +98,7 @@ async fn older_answer_never_overwrites_newer_confirmation() {
     let mut restarted = engine_with_store(&config, dir.path());
     let restored = loop {
         if let Event::Relay { status, .. } = restarted.next(Duration::from_secs(5)).await {
-            break status.last_acknowledged.unwrap();
+            break status.last_acknowledged.clone().unwrap();
         }
     };
     assert_eq!(restored.state, RelayState::Off);

@@ -201,7 +201,7 @@ fn last_acknowledged_state_shown_after_restart() {
     });
     assert!(has_text(&h, "last acknowledged"));
     let status = &h.state().model.statuses[0];
-    assert!(status.last_acknowledged.unwrap().restored);
+    assert!(status.last_acknowledged.clone().unwrap().restored);
 }
 
 /// Settings: adding a relay and saving writes the file atomically and
@@ -305,6 +305,7 @@ fn snapshot_panel(rig: &mut GuiRig) -> Panel {
             rtt: Duration::from_micros(rtt_us),
             late: false,
             restored: false,
+            operator: None,
         })
     };
     panel.model.statuses[0] = RelayStatus {
@@ -315,6 +316,7 @@ fn snapshot_panel(rig: &mut GuiRig) -> Panel {
             rtt: Duration::from_micros(3100),
         },
         last_acknowledged: ack(RelayState::On, 12, 3100),
+        ..RelayStatus::default()
     };
     panel.model.statuses[1].last_acknowledged = ack(RelayState::Off, 300, 2400);
     panel.model.statuses[3] = RelayStatus {
@@ -326,6 +328,7 @@ fn snapshot_panel(rig: &mut GuiRig) -> Panel {
             request: None,
         },
         last_acknowledged: ack(RelayState::Off, 7200, 1900),
+        ..RelayStatus::default()
     };
     // A Tasmota without MQTT 5 answers: its state is reported, not
     // confirmed (the outlined badge).
@@ -340,6 +343,7 @@ fn snapshot_panel(rig: &mut GuiRig) -> Panel {
             evidence: relay_panel::outcome::Evidence::Reported,
             ..ack
         }),
+        ..RelayStatus::default()
     };
     panel.prefs.show_activity = false;
     panel
@@ -901,6 +905,7 @@ fn save_keeps_the_session_unless_the_broker_changes() {
     assert_eq!(h.state().model.config.relays[1].id, "r0");
     let ack = status
         .last_acknowledged
+        .clone()
         .expect("r0's state kept at its new place");
     assert!(!ack.restored, "not from an earlier session");
     assert!(has_text(&h, "Renamed") && has_text(&h, "New first"));

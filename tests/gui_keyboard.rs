@@ -115,6 +115,7 @@ fn every_state(h: &mut PanelHarness) {
             late: false,
             restored: false,
             evidence: relay_panel::outcome::Evidence::Correlated,
+            operator: None,
         })
     };
     let statuses = &mut h.state_mut().model.statuses;
@@ -126,6 +127,7 @@ fn every_state(h: &mut PanelHarness) {
             evidence: relay_panel::outcome::Evidence::Correlated,
         },
         last_acknowledged: ack(RelayState::On, 12),
+        ..RelayStatus::default()
     };
     statuses[1] = RelayStatus {
         phase: Phase::Pending {
@@ -134,6 +136,7 @@ fn every_state(h: &mut PanelHarness) {
             deadline: now + Duration::from_secs(30),
         },
         last_acknowledged: ack(RelayState::On, 300),
+        ..RelayStatus::default()
     };
     statuses[2] = RelayStatus {
         phase: Phase::Failed {
@@ -144,6 +147,7 @@ fn every_state(h: &mut PanelHarness) {
             request: None,
         },
         last_acknowledged: ack(RelayState::Off, 7300),
+        ..RelayStatus::default()
     };
     statuses[3] = RelayStatus {
         phase: Phase::Failed {
@@ -154,6 +158,7 @@ fn every_state(h: &mut PanelHarness) {
             request: None,
         },
         last_acknowledged: None,
+        ..RelayStatus::default()
     };
     frames(h);
 }

@@ -190,7 +190,7 @@ async fn nothing_ends(engine: &mut TestEngine, relay: usize) {
 fn acknowledged(events: &[Event], relay: usize) -> Option<(RelayState, Evidence)> {
     events.iter().rev().find_map(|e| match e {
         Event::Relay { relay: r, status } if *r == relay => {
-            status.last_acknowledged.map(|a| (a.state, a.evidence))
+            status.last_acknowledged.as_ref().map(|a| (a.state, a.evidence))
         }
         _ => None,
     })

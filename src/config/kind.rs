@@ -87,6 +87,10 @@ impl Kind {
                 "payload_on",
                 "payload_off",
                 "payload_query",
+                "state_topic",
+                "availability_topic",
+                "payload_available",
+                "payload_not_available",
             ],
             Kind::Shelly => &["device", "switch"],
             Kind::Tasmota => &["device", "power"],
@@ -96,6 +100,9 @@ impl Kind {
                 "payload_on",
                 "payload_off",
                 "payload_query",
+                "availability_topic",
+                "payload_available",
+                "payload_not_available",
             ],
         }
     }
@@ -148,18 +155,79 @@ impl RelayConfig {
     }
 
     /// The topics on which the device publishes its state by itself, which
-    /// the panel subscribes for this relay: `stat/<device>/RESULT` and
-    /// `stat/<device>/POWER<n>` (`tasmota`), `state_topic` (`state`);
-    /// none for `mqtt5` and `shelly`, whose answers come to the panel's own
-    /// topics.
+    /// the panel subscribes for this relay: `<device>/events/rpc` and
+    /// `<device>/status/switch:<n>` (`shelly`), `stat/<device>/RESULT` and
+    /// `stat/<device>/POWER<n>` (`tasmota`), `state_topic` (`state`, and
+    /// `mqtt5` when it names one).
     pub fn report_topics(&self) -> Vec<String> {
         match self.kind {
-            Kind::Mqtt5 | Kind::Shelly => Vec::new(),
+            Kind::Mqtt5 if self.state_topic.is_empty() => Vec::new(),
+            Kind::Mqtt5 | Kind::State => vec![self.state_topic.clone()],
+            Kind::Shelly => vec![
+                format!("{}/events/rpc", self.device),
+                format!("{}/status/switch:{}", self.device, self.switch),
+            ],
             Kind::Tasmota => vec![
                 format!("stat/{}/RESULT", self.device),
                 format!("stat/{}/{}", self.device, self.power_key()),
             ],
-            Kind::State => vec![self.state_topic.clone()],
+        }
+    }
+
+    /// Whether `topic`, one of [`RelayConfig::report_topics`], is one the
+    /// device shares among its relays (Shelly's `events/rpc`, Tasmota's
+    /// `RESULT`): each relay reads its own part of the message.
+    pub fn shares_report_topic(&self, topic: &str) -> bool {
+        match self.kind {
+            Kind::Shelly => topic == format!("{}/events/rpc", self.device),
+            Kind::Tasmota => topic == format!("stat/{}/RESULT", self.device),
+            Kind::Mqtt5 | Kind::State => false,
+        }
+    }
+
+    /// The device's last-will topic, which tells whether it is reachable:
+    /// `<device>/online` (`shelly`), `tele/<device>/LWT` (`tasmota`), or
+    /// `availability_topic` when set (`mqtt5`, `state`). Several relays of
+    /// one device share it.
+    pub fn availability_topic(&self) -> Option<String> {
+        match self.kind {
+            Kind::Shelly => Some(format!("{}/online", self.device)),
+            Kind::Tasmota => Some(format!("tele/{}/LWT", self.device)),
+            Kind::Mqtt5 | Kind::State if self.availability_topic.is_empty() => None,
+            Kind::Mqtt5 | Kind::State => Some(self.availability_topic.clone()),
+        }
+    }
+
+    /// What a message on [`RelayConfig::availability_topic`] says: `true`
+    /// / `false` (`shelly`), `Online` / `Offline` (`tasmota`, any case),
+    /// `payload_available` / `payload_not_available` (`mqtt5`, `state`);
+    /// `None` for anything else.
+    pub fn read_availability(&self, payload: &[u8]) -> Option<bool> {
+        let text = std::str::from_utf8(payload).ok()?.trim();
+        match self.kind {
+            Kind::Shelly => match text {
+                "true" => Some(true),
+                "false" => Some(false),
+                _ => None,
+            },
+            Kind::Tasmota => {
+                if text.eq_ignore_ascii_case("online") {
+                    Some(true)
+                } else if text.eq_ignore_ascii_case("offline") {
+                    Some(false)
+                } else {
+                    None
+                }
+            }
+            Kind::Mqtt5 | Kind::State => {
+                if text == self.payload_available {
+                    Some(true)
+                } else if text == self.payload_not_available {
+                    Some(false)
+                } else {
+                    None
+                }
+            }
         }
     }
 
@@ -211,7 +279,14 @@ impl RelayConfig {
         }
         if !has("command_topic") {
             self.command_topic = blank.command_topic;
+        }
+        if !has("state_topic") {
             self.state_topic = blank.state_topic;
+        }
+        if !has("availability_topic") {
+            self.availability_topic = blank.availability_topic;
+            self.payload_available = blank.payload_available;
+            self.payload_not_available = blank.payload_not_available;
         }
         if !has("payload_query") {
             self.payload_query = None;
@@ -252,6 +327,12 @@ pub(super) struct RelayFile {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     state_topic: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    availability_topic: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    payload_available: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    payload_not_available: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     payload_on: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     payload_off: Option<String>,
@@ -277,6 +358,13 @@ impl From<RelayFile> for RelayConfig {
             power: file.power,
             command_topic: file.command_topic.unwrap_or_default(),
             state_topic: file.state_topic.unwrap_or_default(),
+            availability_topic: file.availability_topic.unwrap_or_default(),
+            payload_available: file
+                .payload_available
+                .unwrap_or_else(|| super::DEFAULT_PAYLOAD_AVAILABLE.to_owned()),
+            payload_not_available: file
+                .payload_not_available
+                .unwrap_or_else(|| super::DEFAULT_PAYLOAD_NOT_AVAILABLE.to_owned()),
             payload_on: file.payload_on.unwrap_or_else(|| on.to_owned()),
             payload_off: file.payload_off.unwrap_or_else(|| off.to_owned()),
             payload_query: file.payload_query,
@@ -297,13 +385,22 @@ impl From<RelayConfig> for RelayFile {
         let keep = |key: &str, set: bool| kind.own_keys().contains(&key) || set;
         let text =
             |key: &str, value: String, default: &str| keep(key, value != default).then_some(value);
+        // Keys a kind may leave out (an optional topic, payloads at their
+        // defaults): written only when set.
+        let optional = |value: String, default: &str| (value != default).then_some(value);
         RelayFile {
             request_topic: text("request_topic", relay.request_topic, ""),
             device: text("device", relay.device, ""),
             switch: keep("switch", relay.switch != blank.switch).then_some(relay.switch),
             power: relay.power,
             command_topic: text("command_topic", relay.command_topic, ""),
-            state_topic: text("state_topic", relay.state_topic, ""),
+            state_topic: optional(relay.state_topic, ""),
+            availability_topic: optional(relay.availability_topic, ""),
+            payload_available: optional(relay.payload_available, &blank.payload_available),
+            payload_not_available: optional(
+                relay.payload_not_available,
+                &blank.payload_not_available,
+            ),
             payload_on: text("payload_on", relay.payload_on, &blank.payload_on),
             payload_off: text("payload_off", relay.payload_off, &blank.payload_off),
             payload_query: relay.payload_query,
@@ -365,7 +462,23 @@ request_topic = "dev/plain"
         assert_eq!(porch.kind, Kind::Shelly);
         assert_eq!(porch.switch, 0);
         assert_eq!(porch.publish_topic(), "shellyplus1pm-a8032ab12345/rpc");
-        assert!(porch.report_topics().is_empty());
+        assert_eq!(
+            porch.report_topics(),
+            [
+                "shellyplus1pm-a8032ab12345/events/rpc",
+                "shellyplus1pm-a8032ab12345/status/switch:0"
+            ]
+        );
+        assert_eq!(
+            porch.availability_topic().as_deref(),
+            Some("shellyplus1pm-a8032ab12345/online")
+        );
+        assert_eq!(
+            pump.availability_topic().as_deref(),
+            Some("tele/tasmota_8A3F21/LWT")
+        );
+        assert_eq!(plain.availability_topic(), None);
+        assert!(plain.report_topics().is_empty());
         assert_eq!(pump.publish_topic(), "cmnd/tasmota_8A3F21/POWER2");
         assert_eq!(
             pump.report_topics(),

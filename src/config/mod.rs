@@ -36,6 +36,10 @@ pub use stamp::{FileLook, FileStamp};
 
 /// Default time a device has to answer a request.
 pub const DEFAULT_TIMEOUT_MS: u64 = 3000;
+/// Default `payload_available`.
+pub const DEFAULT_PAYLOAD_AVAILABLE: &str = "online";
+/// Default `payload_not_available`.
+pub const DEFAULT_PAYLOAD_NOT_AVAILABLE: &str = "offline";
 /// Longest allowed request timeout (MQTT message expiry is in whole seconds;
 /// anything longer than ten minutes is surely a typo).
 pub const MAX_TIMEOUT_MS: u64 = 600_000;
@@ -146,8 +150,21 @@ pub struct RelayConfig {
     pub power: Option<u32>,
     /// `state`: where the command is published.
     pub command_topic: String,
-    /// `state`: where the device publishes its state.
+    /// `state`: where the device publishes its state (required);
+    /// `mqtt5`: where the device publishes its state whenever it changes
+    /// (optional, empty when not set): changes made at the device.
     pub state_topic: String,
+    /// `mqtt5`, `state`: the device's last-will topic, on which it
+    /// publishes `payload_available` / `payload_not_available` (optional,
+    /// empty when not set). `shelly` and `tasmota` have fixed ones (see
+    /// [`RelayConfig::availability_topic`]).
+    pub availability_topic: String,
+    /// `mqtt5`, `state`: the payload on `availability_topic` meaning the
+    /// device is reachable (default `online`).
+    pub payload_available: String,
+    /// `mqtt5`, `state`: the payload on `availability_topic` meaning the
+    /// device is not reachable (default `offline`).
+    pub payload_not_available: String,
     /// Payload that means "on" in both directions (`mqtt5`: `1`, `state`:
     /// `ON`; fixed for `shelly` and `tasmota`, see [`Kind::default_payloads`]).
     pub payload_on: String,
@@ -220,6 +237,9 @@ impl RelayConfig {
             power: None,
             command_topic: String::new(),
             state_topic: String::new(),
+            availability_topic: String::new(),
+            payload_available: DEFAULT_PAYLOAD_AVAILABLE.to_owned(),
+            payload_not_available: DEFAULT_PAYLOAD_NOT_AVAILABLE.to_owned(),
             payload_on: on.to_owned(),
             payload_off: off.to_owned(),
             payload_query: None,

@@ -187,6 +187,15 @@ impl RelayConfig {
             ("power", self.power.is_some()),
             ("command_topic", !self.command_topic.is_empty()),
             ("state_topic", !self.state_topic.is_empty()),
+            ("availability_topic", !self.availability_topic.is_empty()),
+            (
+                "payload_available",
+                self.payload_available != super::DEFAULT_PAYLOAD_AVAILABLE,
+            ),
+            (
+                "payload_not_available",
+                self.payload_not_available != super::DEFAULT_PAYLOAD_NOT_AVAILABLE,
+            ),
             ("payload_on", self.payload_on != on),
             ("payload_off", self.payload_off != off),
             ("payload_query", self.payload_query.is_some()),
@@ -272,11 +281,25 @@ fn kind_rules(relay: &RelayConfig) -> Vec<(&'static str, String)> {
         }
     };
     match relay.kind {
-        Kind::Mqtt5 => topic(
-            "request_topic",
-            &relay.request_topic,
-            "the topic its device listens on",
-        ),
+        Kind::Mqtt5 => {
+            topic(
+                "request_topic",
+                &relay.request_topic,
+                "the topic its device listens on",
+            );
+            if !relay.state_topic.is_empty() {
+                topic("state_topic", &relay.state_topic, "");
+                if relay.state_topic == relay.request_topic {
+                    problems.push((
+                        "state_topic",
+                        format!(
+                            "state_topic is the request_topic {:?}: the panel would hear its own request as the device's report",
+                            relay.request_topic
+                        ),
+                    ));
+                }
+            }
+        }
         // `<device>/rpc` is reserved exactly when `<device>` is.
         Kind::Shelly => topic("device", &relay.device, "the device's MQTT topic prefix"),
         Kind::Tasmota => {
@@ -310,6 +333,36 @@ fn kind_rules(relay: &RelayConfig) -> Vec<(&'static str, String)> {
                     ),
                 ));
             }
+        }
+    }
+    if matches!(relay.kind, Kind::Mqtt5 | Kind::State) && !relay.availability_topic.is_empty() {
+        if let Some(message) = topic_problem("availability_topic", &relay.availability_topic) {
+            problems.push(("availability_topic", message));
+        } else if [&relay.request_topic, &relay.command_topic, &relay.state_topic]
+            .contains(&&relay.availability_topic)
+        {
+            problems.push((
+                "availability_topic",
+                format!(
+                    "availability_topic {:?} is also this relay's command or state topic; \
+                     the device's last will needs a topic of its own",
+                    relay.availability_topic
+                ),
+            ));
+        }
+        if relay.payload_available.is_empty() || relay.payload_not_available.is_empty() {
+            problems.push((
+                "payload_available",
+                "payload_available and payload_not_available must not be empty".to_owned(),
+            ));
+        } else if relay.payload_available == relay.payload_not_available {
+            problems.push((
+                "payload_not_available",
+                format!(
+                    "payload_available and payload_not_available are both {:?}; online could not be told from offline",
+                    relay.payload_available
+                ),
+            ));
         }
     }
     if matches!(relay.kind, Kind::Mqtt5 | Kind::State) {
@@ -419,8 +472,8 @@ fn topic_clashes(relays: &[RelayConfig]) -> Vec<(usize, &'static str, String)> {
             continue;
         }
         let key = match relay.kind {
-            Kind::State => "state_topic",
-            _ => "device",
+            Kind::Mqtt5 | Kind::State => "state_topic",
+            Kind::Shelly | Kind::Tasmota => "device",
         };
         for topic in relay.report_topics() {
             if let Some(users) = published.get(&topic)
@@ -440,10 +493,9 @@ fn topic_clashes(relays: &[RelayConfig]) -> Vec<(usize, &'static str, String)> {
             }
             match listened.get(&topic) {
                 Some(&first)
-                    if !(relay.kind == Kind::Tasmota
-                        && relays[first].kind == Kind::Tasmota
-                        && relays[first].device == relay.device
-                        && topic.ends_with("/RESULT")) =>
+                    if !(relay.shares_report_topic(&topic)
+                        && relays[first].kind == relay.kind
+                        && relays[first].device == relay.device) =>
                 {
                     clashes.push((
                         index,
@@ -460,6 +512,31 @@ fn topic_clashes(relays: &[RelayConfig]) -> Vec<(usize, &'static str, String)> {
                     listened.insert(topic, index);
                 }
             }
+        }
+    }
+    // A last will where commands are published would read the panel's own
+    // commands as the device going on- or offline.
+    for (index, relay) in relays.iter().enumerate() {
+        if !usable(relay) {
+            continue;
+        }
+        let Some(topic) = relay.availability_topic() else {
+            continue;
+        };
+        if let Some(&other) = published.get(&topic).and_then(|users| users.first()) {
+            let key = match relay.kind {
+                Kind::Mqtt5 | Kind::State => "availability_topic",
+                Kind::Shelly | Kind::Tasmota => "device",
+            };
+            clashes.push((
+                index,
+                key,
+                format!(
+                    "{}: its availability topic {topic:?} is where commands to relay {:?} are published",
+                    who(index, relay),
+                    relays[other].id
+                ),
+            ));
         }
     }
     clashes

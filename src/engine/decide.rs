@@ -20,8 +20,8 @@ use std::time::{Duration, SystemTime};
 
 use crate::outcome::{Evidence, Outcome};
 use crate::protocol::{Action, CorrelationId, RelayState, Reply};
-use crate::relay::{Failure, LateAnswer, RelayStatus};
-use crate::store::{AuditEntry, StoredAck};
+use crate::relay::{DeviceReport, DeviceSays, Failure, LateAnswer, RelayStatus};
+use crate::store::{AuditEntry, StoredAck, StoredReport};
 
 /// The request an event is about.
 #[derive(Debug, Clone, Copy)]
@@ -45,6 +45,9 @@ pub struct Ended {
     /// The acknowledgement to store, when the answer became the relay's
     /// last acknowledged state.
     pub ack: Option<StoredAck>,
+    /// The device's own report to store, when a report that contradicted
+    /// the request became the newest evidence.
+    pub report: Option<StoredReport>,
     /// Whether the relay's status changed (a status event is due).
     pub status_changed: bool,
 }
@@ -91,9 +94,16 @@ pub fn answered(
         Reply::State(state) => {
             let before = late.then(|| status.phase.clone());
             let taken = if late {
-                status.late(state, requested, at, rtt, request.id)
+                status.late(state, requested, at, rtt, request.id, request.operator)
             } else {
-                status.confirm(state, Evidence::Correlated, requested, at, rtt)
+                status.confirm(
+                    state,
+                    Evidence::Correlated,
+                    requested,
+                    at,
+                    rtt,
+                    request.operator,
+                )
             };
             let detail = if late {
                 (!taken).then(|| {
@@ -120,10 +130,12 @@ pub fn answered(
                 at,
                 rtt,
                 late,
+                operator: Some(request.operator.to_owned()),
             });
             Ended {
                 entry: entry(request, outcome, Some(state), Some(rtt), detail, at),
                 ack,
+                report: None,
                 // A current answer always ends the pending phase; a late
                 // one may replace its request's failure.
                 status_changed: taken || before.is_none_or(|phase| status.phase != phase),
@@ -142,6 +154,7 @@ pub fn answered(
                     at,
                 ),
                 ack: None,
+                report: None,
                 status_changed: status.phase != phase,
             }
         }
@@ -185,10 +198,32 @@ pub fn reported(
             at,
         );
         ended.entry.evidence = Some(Evidence::Reported);
+        // Still the device's word on its state, and the newest: shown as
+        // its report (not as an acknowledgement of the request).
+        status.device_report = Some(DeviceReport {
+            state,
+            at,
+            source: None,
+            retained: false,
+            restored: false,
+        });
+        ended.report = Some(StoredReport {
+            relay_id: request.relay_id.to_owned(),
+            state,
+            at,
+            source: None,
+        });
         return ended;
     }
     let requested = at.checked_sub(rtt).unwrap_or(at);
-    let taken = status.confirm(state, Evidence::Reported, requested, at, rtt);
+    let taken = status.confirm(
+        state,
+        Evidence::Reported,
+        requested,
+        at,
+        rtt,
+        request.operator,
+    );
     let ack = taken.then(|| StoredAck {
         relay_id: request.relay_id.to_owned(),
         state,
@@ -197,10 +232,12 @@ pub fn reported(
         at,
         rtt,
         late: false,
+        operator: Some(request.operator.to_owned()),
     });
     Ended {
         entry: entry(request, Outcome::Reported, Some(state), Some(rtt), None, at),
         ack,
+        report: None,
         status_changed: true,
     }
 }
@@ -225,6 +262,7 @@ pub fn failed(
     Ended {
         entry,
         ack: None,
+        report: None,
         status_changed: true,
     }
 }
@@ -239,6 +277,7 @@ pub fn busy(request: &Request<'_>, at: SystemTime) -> Ended {
     Ended {
         entry: entry(request, Outcome::Busy, None, None, Some(detail), at),
         ack: None,
+        report: None,
         status_changed: false,
     }
 }
@@ -265,7 +304,68 @@ pub fn removed(request: &Request<'_>, sent: bool, at: SystemTime) -> Ended {
     Ended {
         entry: entry(request, outcome, None, None, Some(detail.to_owned()), at),
         ack: None,
+        report: None,
         status_changed: false,
+    }
+}
+
+/// What a device's own state message (tied to no request) does to its
+/// relay: see [`RelayStatus::device_reported`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceNews {
+    /// How it was taken.
+    pub says: DeviceSays,
+    /// The audit entry of a change at the device ([`Outcome::ChangedAtDevice`]).
+    pub entry: Option<AuditEntry>,
+    /// The report to store, when it became the relay's newest evidence
+    /// heard live (retained ones are heard again on every subscribe).
+    pub report: Option<StoredReport>,
+}
+
+impl DeviceNews {
+    /// Whether the relay's status changed (a status event is due).
+    pub fn status_changed(&self) -> bool {
+        !matches!(self.says, DeviceSays::Unchanged | DeviceSays::Echo)
+    }
+}
+
+/// The device of relay `relay_id` published `state` by itself (`source`:
+/// what switched it, when it says), heard at `at`; `retained` and
+/// `request_sent` as for [`RelayStatus::device_reported`]. A change at
+/// the device is logged with its source as the detail and no operator
+/// (nobody this panel knows asked for it).
+pub fn device_reported(
+    status: &mut RelayStatus,
+    relay_id: &str,
+    state: RelayState,
+    source: Option<String>,
+    at: SystemTime,
+    retained: bool,
+    request_sent: bool,
+) -> DeviceNews {
+    let says = status.device_reported(state, source.clone(), at, retained, request_sent);
+    let entry = (says == DeviceSays::Changed).then(|| AuditEntry {
+        at,
+        relay_id: relay_id.to_owned(),
+        action: Action::switch_to(state),
+        outcome: Outcome::ChangedAtDevice,
+        state: Some(state),
+        evidence: Some(Evidence::Reported),
+        rtt: None,
+        detail: source.clone(),
+        operator: String::new(),
+        correlation: None,
+    });
+    let report = matches!(says, DeviceSays::Changed | DeviceSays::Renewed).then(|| StoredReport {
+        relay_id: relay_id.to_owned(),
+        state,
+        at,
+        source,
+    });
+    DeviceNews {
+        says,
+        entry,
+        report,
     }
 }
 
@@ -422,7 +522,7 @@ mod tests {
             let what = case.what;
             assert_eq!(ended.entry.outcome, case.outcome, "{what}");
             assert_eq!(
-                status.last_acknowledged.map(|a| a.state),
+                status.last_acknowledged.as_ref().map(|a| a.state),
                 case.shown,
                 "{what}"
             );
@@ -497,13 +597,13 @@ mod tests {
             assert_eq!(ended.entry.detail.as_deref(), detail, "{what}");
             assert_eq!(ended.entry.rtt, Some(Duration::from_millis(7)), "{what}");
             assert!(ended.status_changed && !status.is_pending(), "{what}");
-            assert_eq!(status.last_acknowledged.map(|a| a.state), shown, "{what}");
+            assert_eq!(status.last_acknowledged.as_ref().map(|a| a.state), shown, "{what}");
             match &ended.ack {
                 Some(ack) => {
                     assert_eq!(ack.evidence, Evidence::Reported, "{what}");
                     assert_eq!(ack.requested, wall(0), "{what}");
                     assert_eq!(
-                        status.last_acknowledged.unwrap().evidence,
+                        status.last_acknowledged.clone().unwrap().evidence,
                         Evidence::Reported
                     );
                     assert_eq!(status.phase.to_string(), "reported in 7.0 ms");
@@ -573,7 +673,7 @@ mod tests {
         assert!(!a.status_changed, "no status event");
         assert!(a.entry.detail.unwrap().contains("older"));
         assert_eq!(
-            status.last_acknowledged.map(|a| a.state),
+            status.last_acknowledged.as_ref().map(|a| a.state),
             Some(RelayState::Off)
         );
         assert!(matches!(status.phase, Phase::Confirmed { .. }));

@@ -2,12 +2,13 @@
 //! the connection is made, and the records made meanwhile kept until it is
 //! ready.
 
+use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
 
 use super::Event;
 use super::task::Engine;
-use crate::relay::Acknowledgement;
-use crate::store::{AuditEntry, Record, Store, StoreError, StoreWriter, StoredAck};
+use crate::relay::{Acknowledgement, DeviceReport};
+use crate::store::{AuditEntry, Record, Store, StoreError, StoreWriter, StoredAck, StoredReport};
 
 /// What the store held at start-up.
 pub(super) struct Loaded {
@@ -17,6 +18,8 @@ pub(super) struct Loaded {
     pub warning: Option<String>,
     /// Every relay's last acknowledged state.
     pub acks: Vec<StoredAck>,
+    /// Every relay's latest report from its device.
+    pub reports: Vec<StoredReport>,
     /// The newest audit entries, newest first.
     pub history: Vec<AuditEntry>,
 }
@@ -24,6 +27,7 @@ pub(super) struct Loaded {
 pub(super) fn load_store(dir: &Path, history: usize) -> Result<Loaded, StoreError> {
     let (store, warning) = Store::open_in(dir)?;
     let acks = store.last_acknowledged()?;
+    let reports = store.last_reports()?;
     let history = if history > 0 {
         store.recent_audit(history)?
     } else {
@@ -33,6 +37,7 @@ pub(super) fn load_store(dir: &Path, history: usize) -> Result<Loaded, StoreErro
         store,
         warning,
         acks,
+        reports,
         history,
     })
 }
@@ -63,9 +68,16 @@ impl Engine {
                 if let Some(warning) = loaded.warning {
                     self.emit(Event::Warning(warning));
                 }
+                let index: HashMap<&str, usize> = self
+                    .config
+                    .relays
+                    .iter()
+                    .enumerate()
+                    .map(|(index, relay)| (relay.id.as_str(), index))
+                    .collect();
+                let mut changed = BTreeSet::new();
                 for ack in loaded.acks {
-                    let Some(index) = self.config.relays.iter().position(|r| r.id == ack.relay_id)
-                    else {
+                    let Some(&index) = index.get(ack.relay_id.as_str()) else {
                         continue;
                     };
                     // Never over a state confirmed in this session.
@@ -78,9 +90,29 @@ impl Engine {
                             rtt: ack.rtt,
                             late: ack.late,
                             restored: true,
+                            operator: ack.operator,
                         });
-                        self.emit_status(index);
+                        changed.insert(index);
                     }
+                }
+                for report in loaded.reports {
+                    let Some(&index) = index.get(report.relay_id.as_str()) else {
+                        continue;
+                    };
+                    // Never over what the device said in this session.
+                    if self.statuses[index].device_report.is_none() {
+                        self.statuses[index].device_report = Some(DeviceReport {
+                            state: report.state,
+                            at: report.at,
+                            source: report.source,
+                            retained: false,
+                            restored: true,
+                        });
+                        changed.insert(index);
+                    }
+                }
+                for index in changed {
+                    self.emit_status(index);
                 }
                 self.emit(Event::History(loaded.history));
                 let events = self.events.clone();

@@ -32,7 +32,7 @@ use crate::config::{BrokerConfig, Config, PanelConfig};
 use crate::mqtt;
 use crate::pending::PendingRequests;
 use crate::protocol::{self, Action};
-use crate::relay::RelayStatus;
+use crate::relay::{Availability, RelayStatus};
 use crate::store::AuditEntry;
 
 mod connection;
@@ -177,6 +177,25 @@ pub enum Event {
     /// A device answered a request that had already ended (timed out or
     /// cut off); the entry is also in the audit log.
     Late {
+        /// Index into `config.relays`.
+        relay: usize,
+        /// The audit entry.
+        entry: AuditEntry,
+    },
+    /// A relay's device went online or offline, or was heard to be so for
+    /// the first time (its last-will topic); the status event comes too.
+    Availability {
+        /// Index into `config.relays`.
+        relay: usize,
+        /// What is known now.
+        availability: Availability,
+    },
+    /// The device published a state that no request of this panel
+    /// explains: a change at the device (a wall button, another panel, an
+    /// automation). The entry ([`crate::Outcome::ChangedAtDevice`], its
+    /// source as the detail) is also in the audit log; the status event
+    /// comes too.
+    Changed {
         /// Index into `config.relays`.
         relay: usize,
         /// The audit entry.

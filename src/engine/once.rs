@@ -2,14 +2,21 @@
 //! wait for the connection through reconnects, send, wait for the outcome.
 //! Every wait is bounded.
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use tokio::time::Instant;
 
 use super::{ConnectionState, EngineHandle, Event, Events};
 use crate::config::Config;
 use crate::protocol::Action;
+use crate::relay::Availability;
 use crate::store::AuditEntry;
+
+/// How long a one-shot request waits, once connected, for the retained
+/// availability message of a relay's device before sending anyway
+/// (availability unknown): brokers send retained messages right after the
+/// SUBACK, so this is only spent on devices that never published one.
+pub const AVAILABILITY_WAIT: Duration = Duration::from_millis(300);
 
 /// Slack on top of a request's own timeout before giving up on the engine
 /// ending it (it ends it at the timeout; this only bounds the wait).
@@ -37,11 +44,36 @@ pub enum OnceError {
     /// The engine did not end the request by its timeout and the slack.
     #[error("the engine did not end the request in time")]
     Overdue,
+    /// The relay's device is offline (its last will says so): nothing was
+    /// sent.
+    #[error("{}", offline_text(*since, *retained))]
+    Offline {
+        /// When it was heard offline.
+        since: SystemTime,
+        /// Only "offline since before `since`" is known (a retained will).
+        retained: bool,
+    },
+}
+
+/// "device offline since 2026-12-04 10:42:07 (its last will says so);
+/// nothing was sent".
+fn offline_text(since: SystemTime, retained: bool) -> String {
+    let before = if retained { "before " } else { "" };
+    format!(
+        "device offline since {before}{} (its last will says so); nothing was sent",
+        crate::relay::format_time(since)
+    )
 }
 
 /// Waits for the connection (up to `connect_wait`, through reconnects),
 /// asks `action` of the relay at `relay`, and returns how it ended.
 /// Warnings met on the way go to `on_warning`.
+///
+/// With `refuse_offline`, a relay whose device has a last-will topic is
+/// first checked: its retained availability is awaited (at most
+/// [`AVAILABILITY_WAIT`] after connecting), and a device known to be
+/// offline gets nothing ([`OnceError::Offline`]); unknown sends.
+#[allow(clippy::too_many_arguments)] // one call site per caller, each reads plainly
 pub async fn request_once(
     handle: &EngineHandle,
     events: &mut Events,
@@ -49,12 +81,14 @@ pub async fn request_once(
     relay: usize,
     action: Action,
     connect_wait: Duration,
+    refuse_offline: bool,
     mut on_warning: impl FnMut(String),
 ) -> Result<AuditEntry, OnceError> {
     // The engine retries on its own; only `Failed` (certain failure) or
     // the end of the wait stops the waiting.
     let connect_by = Instant::now() + connect_wait;
     let mut last_reason: Option<String> = None;
+    let mut availability = Availability::Unknown;
     loop {
         let event = match tokio::time::timeout_at(connect_by, events.recv()).await {
             Ok(Some(event)) => event,
@@ -76,7 +110,29 @@ pub async fn request_once(
                 return Err(OnceError::Failed(reason));
             }
             Event::Warning(message) => on_warning(message),
+            Event::Availability {
+                relay: r,
+                availability: known,
+            } if r == relay => availability = known,
             _ => {}
+        }
+    }
+    if refuse_offline && config.relays[relay].availability_topic().is_some() {
+        let heard_by = Instant::now() + AVAILABILITY_WAIT;
+        while availability == Availability::Unknown {
+            match tokio::time::timeout_at(heard_by, events.recv()).await {
+                Ok(Some(Event::Availability {
+                    relay: r,
+                    availability: known,
+                })) if r == relay => availability = known,
+                Ok(Some(Event::Warning(message))) => on_warning(message),
+                Ok(Some(_)) => {}
+                Ok(None) => return Err(OnceError::Stopped("availability was known")),
+                Err(_) => break, // nothing retained: unknown, sent
+            }
+        }
+        if let Availability::Offline { since, retained } = availability {
+            return Err(OnceError::Offline { since, retained });
         }
     }
     handle.request(relay, action);

@@ -286,13 +286,48 @@ impl Engine {
         if let Some(&kind) = self.routes.panel.get(&topic) {
             return self.on_panel_topic(kind, &topic, &publish, now);
         }
-        match self.routes.reports.get(&topic).cloned() {
-            Some(relays) => {
-                for relay in relays {
-                    self.on_report(relay, &topic, &publish, now);
-                }
+        let mut heard = false;
+        if let Some(relays) = self.routes.availability.get(&topic).cloned() {
+            heard = true;
+            for relay in relays {
+                self.on_availability(relay, &topic, &publish);
             }
-            None => self.ignore(now, &screen::NotAnAnswer::ForeignTopic(topic)),
+        }
+        if let Some(relays) = self.routes.reports.get(&topic).cloned() {
+            heard = true;
+            for relay in relays {
+                self.on_report(relay, &topic, &publish, now);
+            }
+        }
+        if !heard {
+            self.ignore(now, &screen::NotAnAnswer::ForeignTopic(topic));
+        }
+    }
+
+    /// A message on the last-will topic of `relay`'s device.
+    fn on_availability(&mut self, relay: usize, topic: &str, publish: &Publish) {
+        let relay_config = &self.config.relays[relay];
+        let Some(online) = relay_config.read_availability(&publish.payload) else {
+            tracing::debug!(
+                "{}: unreadable availability on {topic}: {}",
+                relay_config.id,
+                crate::protocol::sanitise_device_text(&publish.payload)
+            );
+            return;
+        };
+        let status = &mut self.statuses[relay];
+        if status.set_availability(online, SystemTime::now(), publish.retain) {
+            tracing::info!(
+                "{}: device {}",
+                relay_config.id,
+                if online { "online" } else { "offline" }
+            );
+            let availability = status.availability;
+            self.emit_status(relay);
+            self.emit(Event::Availability {
+                relay,
+                availability,
+            });
         }
     }
 
@@ -367,48 +402,89 @@ impl Engine {
         self.answered(id, &publish.payload, now);
     }
 
-    /// A message on one of `relay`'s report topics. A state in it counts
-    /// only for the relay's request in flight, once that request was
-    /// handed to the client, and never when retained (it was there before
-    /// the command); anything else is the device talking (changes at the
-    /// device are not shown yet) and is only logged.
+    /// A message on one of `relay`'s report topics. For kinds whose
+    /// reports answer requests (`tasmota`, `state`), a state in it answers
+    /// the relay's request in flight once that request was handed to the
+    /// client, never when retained (it was there before the command).
+    /// Anything else is the device talking by itself: an echo of this
+    /// panel's own request, nothing new, or a change at the device
+    /// ([`decide::device_reported`]).
     fn on_report(&mut self, relay: usize, topic: &str, publish: &Publish, now: Instant) {
         let config = self.config.clone();
         let relay_config = &config.relays[relay];
         let kind = kinds::of(relay_config);
-        let Some(state) = kind.read_report(relay_config, topic, &publish.payload) else {
+        let Some(report) = kind.read_report(relay_config, topic, &publish.payload) else {
             return;
         };
         let id = &relay_config.id;
-        if publish.retain {
-            tracing::debug!("{id}: retained {state} on {topic}: stale, not an answer");
+        let in_flight = self.pending.in_flight_of(relay);
+        let sent = in_flight.is_some_and(|(request_id, _)| !self.outbox.is_waiting(&request_id));
+        if let Some((request_id, request)) = in_flight
+            && sent
+            && kind.report_answers()
+            && !publish.retain
+        {
+            match kind.report_wait() {
+                Some(wait) => self.held.hold(
+                    request_id,
+                    &relay_config.device,
+                    report.state,
+                    now,
+                    wait,
+                    request.deadline,
+                ),
+                None => self.settle_report(
+                    request_id,
+                    reports::Held {
+                        state: report.state,
+                        heard: now,
+                        until: now,
+                    },
+                ),
+            }
             return;
         }
-        let Some((request_id, request)) = self.pending.in_flight_of(relay) else {
-            tracing::debug!("{id}: reports {state} on {topic} with no request in flight");
-            return;
-        };
-        if self.outbox.is_waiting(&request_id) {
-            tracing::debug!("{id}: reports {state} before its request was sent: not its answer");
-            return;
+        // What switched it: the device's own word, or the MQTT 5 User
+        // Property `source` (this project's contract).
+        let source = report.source.or_else(|| {
+            publish.properties.as_ref().and_then(|properties| {
+                properties
+                    .user_properties
+                    .iter()
+                    .find(|(key, _)| key == "source")
+                    .map(|(_, value)| crate::protocol::sanitise_device_text(value.as_bytes()))
+            })
+        });
+        let news = decide::device_reported(
+            &mut self.statuses[relay],
+            id,
+            report.state,
+            source,
+            SystemTime::now(),
+            publish.retain,
+            sent,
+        );
+        tracing::debug!(
+            "{id}: {} {} on {topic}: {:?}",
+            if publish.retain { "retained" } else { "reports" },
+            report.state,
+            news.says
+        );
+        self.apply_news(relay, news);
+    }
+
+    /// Carries out what a device's own report decided: store, status
+    /// event, change event.
+    fn apply_news(&mut self, relay: usize, news: decide::DeviceNews) {
+        if let Some(report) = news.report.clone() {
+            self.record(Record::Report(report));
         }
-        match kind.report_wait() {
-            Some(wait) => self.held.hold(
-                request_id,
-                &relay_config.device,
-                state,
-                now,
-                wait,
-                request.deadline,
-            ),
-            None => self.settle_report(
-                request_id,
-                reports::Held {
-                    state,
-                    heard: now,
-                    until: now,
-                },
-            ),
+        if news.status_changed() {
+            self.emit_status(relay);
+        }
+        if let Some(entry) = news.entry {
+            self.record(Record::Audit(entry.clone()));
+            self.emit(Event::Changed { relay, entry });
         }
     }
 
@@ -459,6 +535,9 @@ impl Engine {
     pub(super) fn apply(&mut self, relay: usize, ended: decide::Ended, late: bool) {
         if let Some(ack) = ended.ack {
             self.record(Record::Ack(ack));
+        }
+        if let Some(report) = ended.report {
+            self.record(Record::Report(report));
         }
         self.record(Record::Audit(ended.entry.clone()));
         if ended.status_changed {

@@ -64,6 +64,24 @@ pub struct StoredAck {
     pub rtt: Duration,
     /// Whether the answer came after its request had ended.
     pub late: bool,
+    /// Who asked for the request (`None` in rows stored before the
+    /// column).
+    pub operator: Option<String>,
+}
+
+/// A relay's latest state published by its device by itself (a change at
+/// the device), as stored: shown after a restart when it is newer than
+/// the last acknowledgement.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredReport {
+    /// The relay.
+    pub relay_id: String,
+    /// The state the device published.
+    pub state: RelayState,
+    /// When it was heard.
+    pub at: SystemTime,
+    /// What switched it, when the device said (`button`).
+    pub source: Option<String>,
 }
 
 /// One line of the audit log: a request and how it ended.
@@ -87,9 +105,12 @@ pub struct AuditEntry {
     /// Round trip, when the device answered.
     #[serde(serialize_with = "serialize_rtt")]
     pub rtt: Option<Duration>,
-    /// The device's text (device errors) or the reason (not sent).
+    /// The device's text (device errors), the reason (not sent), or what
+    /// switched the relay (changed at device: `button`, `MQTT`…, when the
+    /// device says).
     pub detail: Option<String>,
-    /// Who asked.
+    /// Who asked (empty for a change at the device: nobody this panel
+    /// knows).
     pub operator: String,
     /// Correlation data of the request (hex), to match it with the device's logs.
     pub correlation: Option<String>,
@@ -111,6 +132,8 @@ fn serialize_rtt<S: serde::Serializer>(rtt: &Option<Duration>, s: S) -> Result<S
 pub enum Record {
     /// Replace a relay's last acknowledged state.
     Ack(StoredAck),
+    /// Replace a relay's latest report from its device.
+    Report(StoredReport),
     /// Append to the audit log.
     Audit(AuditEntry),
 }
@@ -165,10 +188,15 @@ impl Store {
             let tx = self.conn.transaction()?;
             {
                 let mut ack = tx.prepare_cached(
-                    "INSERT INTO last_ack (relay_id, state, at_ms, rtt_us, late, requested_ms, evidence)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
-                     ON CONFLICT (relay_id) DO UPDATE SET state = ?2, at_ms = ?3, rtt_us = ?4, late = ?5, requested_ms = ?6, evidence = ?7
+                    "INSERT INTO last_ack (relay_id, state, at_ms, rtt_us, late, requested_ms, evidence, operator)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+                     ON CONFLICT (relay_id) DO UPDATE SET state = ?2, at_ms = ?3, rtt_us = ?4, late = ?5, requested_ms = ?6, evidence = ?7, operator = ?8
                      WHERE excluded.requested_ms >= COALESCE(last_ack.requested_ms, last_ack.at_ms)",
+                )?;
+                let mut report = tx.prepare_cached(
+                    "INSERT INTO last_report (relay_id, state, at_ms, source) VALUES (?1, ?2, ?3, ?4)
+                     ON CONFLICT (relay_id) DO UPDATE SET state = ?2, at_ms = ?3, source = ?4
+                     WHERE excluded.at_ms >= last_report.at_ms",
                 )?;
                 let mut audit = tx.prepare_cached(
                     "INSERT INTO audit (at_ms, relay_id, action, outcome, state, rtt_us, detail, operator, correlation, evidence)
@@ -184,7 +212,16 @@ impl Store {
                                 a.rtt.as_micros() as i64,
                                 a.late,
                                 to_millis(a.requested),
-                                a.evidence.code()
+                                a.evidence.code(),
+                                a.operator
+                            ])?;
+                        }
+                        Record::Report(r) => {
+                            report.execute(params![
+                                r.relay_id,
+                                r.state.as_str(),
+                                to_millis(r.at),
+                                r.source
                             ])?;
                         }
                         Record::Audit(e) => {
@@ -213,7 +250,7 @@ impl Store {
     pub fn last_acknowledged(&self) -> Result<Vec<StoredAck>, StoreError> {
         let result = (|| {
             let mut stmt = self.conn.prepare(
-                "SELECT relay_id, state, at_ms, rtt_us, late, COALESCE(requested_ms, at_ms), evidence
+                "SELECT relay_id, state, at_ms, rtt_us, late, COALESCE(requested_ms, at_ms), evidence, operator
                  FROM last_ack ORDER BY relay_id",
             )?;
             let rows = stmt.query_map([], |r| {
@@ -225,11 +262,12 @@ impl Store {
                     r.get::<_, bool>(4)?,
                     r.get::<_, i64>(5)?,
                     r.get::<_, Option<String>>(6)?,
+                    r.get::<_, Option<String>>(7)?,
                 ))
             })?;
             let mut out = Vec::new();
             for row in rows {
-                let (relay_id, state, at_ms, rtt_us, late, requested_ms, evidence) = row?;
+                let (relay_id, state, at_ms, rtt_us, late, requested_ms, evidence, operator) = row?;
                 // A row with an unknown state or evidence is skipped, not trusted.
                 if let (Some(state), Some(evidence)) =
                     (RelayState::parse(&state), stored_evidence(evidence))
@@ -242,6 +280,7 @@ impl Store {
                         at: from_millis(at_ms),
                         rtt: Duration::from_micros(rtt_us.max(0) as u64),
                         late,
+                        operator,
                     });
                 }
             }
@@ -255,7 +294,7 @@ impl Store {
         let result = self
             .conn
             .query_row(
-                "SELECT state, at_ms, rtt_us, late, COALESCE(requested_ms, at_ms), evidence
+                "SELECT state, at_ms, rtt_us, late, COALESCE(requested_ms, at_ms), evidence, operator
                  FROM last_ack WHERE relay_id = ?1",
                 [relay_id],
                 |r| {
@@ -266,13 +305,14 @@ impl Store {
                         r.get::<_, bool>(3)?,
                         r.get::<_, i64>(4)?,
                         r.get::<_, Option<String>>(5)?,
+                        r.get::<_, Option<String>>(6)?,
                     ))
                 },
             )
             .optional();
         Ok(self
             .sql(result)?
-            .and_then(|(state, at_ms, rtt_us, late, requested_ms, evidence)| {
+            .and_then(|(state, at_ms, rtt_us, late, requested_ms, evidence, operator)| {
                 Some(StoredAck {
                     relay_id: relay_id.to_owned(),
                     state: RelayState::parse(&state)?,
@@ -281,8 +321,42 @@ impl Store {
                     at: from_millis(at_ms),
                     rtt: Duration::from_micros(rtt_us.max(0) as u64),
                     late,
+                    operator,
                 })
             }))
+    }
+
+    /// Every relay's latest report from its device (changes at the
+    /// device), by relay id.
+    pub fn last_reports(&self) -> Result<Vec<StoredReport>, StoreError> {
+        let result = (|| {
+            let mut stmt = self.conn.prepare(
+                "SELECT relay_id, state, at_ms, source FROM last_report ORDER BY relay_id",
+            )?;
+            let rows = stmt.query_map([], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, i64>(2)?,
+                    r.get::<_, Option<String>>(3)?,
+                ))
+            })?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (relay_id, state, at_ms, source) = row?;
+                // A row with an unknown state is skipped, not trusted.
+                if let Some(state) = RelayState::parse(&state) {
+                    out.push(StoredReport {
+                        relay_id,
+                        state,
+                        at: from_millis(at_ms),
+                        source,
+                    });
+                }
+            }
+            Ok(out)
+        })();
+        self.sql(result)
     }
 
     /// The newest `limit` audit entries, newest first.
@@ -366,6 +440,7 @@ mod tests {
             at: UNIX_EPOCH + Duration::from_millis(at_ms),
             rtt: Duration::from_micros(1500),
             late: false,
+            operator: Some("tech".into()),
         })
     }
 
@@ -427,6 +502,7 @@ mod tests {
                 at: at(arrived),
                 rtt: Duration::from_millis(arrived - requested),
                 late: false,
+                operator: None,
             })
         };
         // B (off, sent at 3100) confirmed at 3105; A (on, sent at 0)
@@ -497,6 +573,7 @@ mod tests {
             at: UNIX_EPOCH + Duration::from_millis(at_ms),
             rtt: Duration::from_millis(4),
             late: false,
+            operator: Some("tech".into()),
         };
         let contradicted = AuditEntry {
             at: UNIX_EPOCH + Duration::from_millis(7000),
@@ -534,6 +611,37 @@ mod tests {
             Some(Evidence::Correlated),
             "from the outcome"
         );
+    }
+
+    /// A change at the device is stored as the relay's latest report
+    /// (newest wins, by time), beside its last acknowledgement, and the
+    /// operator travels with the acknowledgement.
+    #[test]
+    fn device_reports_are_stored_newest_wins() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut store, _) = Store::open_in(dir.path()).unwrap();
+        let report = |state, at_ms: u64, source: Option<&str>| StoredReport {
+            relay_id: "porch".into(),
+            state,
+            at: UNIX_EPOCH + Duration::from_millis(at_ms),
+            source: source.map(str::to_owned),
+        };
+        store
+            .write(&[
+                Record::Report(report(RelayState::On, 5000, Some("button"))),
+                Record::Report(report(RelayState::Off, 4000, None)), // older: ignored
+                ack("porch", RelayState::Off, 3000),
+            ])
+            .unwrap();
+        drop(store);
+        let (store, _) = Store::open_in(dir.path()).unwrap();
+        assert_eq!(
+            store.last_reports().unwrap(),
+            [report(RelayState::On, 5000, Some("button"))]
+        );
+        let ack = store.last_acknowledged_of("porch").unwrap().unwrap();
+        assert_eq!(ack.operator.as_deref(), Some("tech"));
+        assert_eq!(store.last_acknowledged().unwrap()[0].operator, ack.operator);
     }
 
     /// A garbage file is moved aside with a warning, and a new store works.

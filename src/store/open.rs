@@ -35,17 +35,24 @@ CREATE TABLE IF NOT EXISTS audit (
     operator TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS audit_relay ON audit (relay_id, id);
+CREATE TABLE IF NOT EXISTS last_report (
+    relay_id TEXT PRIMARY KEY,
+    state    TEXT NOT NULL,
+    at_ms    INTEGER NOT NULL,
+    source   TEXT
+);
 ";
 
 /// Columns added after the first release of the schema. Rows written before
 /// `requested_ms` existed read it as their `at_ms`; rows written before
 /// `evidence` existed were all correlated answers (the only kind there was)
-/// and read as such.
+/// and read as such; rows written before `operator` have none.
 const MIGRATIONS: &[&str] = &[
     "ALTER TABLE audit ADD COLUMN correlation TEXT",
     "ALTER TABLE last_ack ADD COLUMN requested_ms INTEGER",
     "ALTER TABLE last_ack ADD COLUMN evidence TEXT",
     "ALTER TABLE audit ADD COLUMN evidence TEXT",
+    "ALTER TABLE last_ack ADD COLUMN operator TEXT",
 ];
 
 impl Store {

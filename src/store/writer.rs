@@ -5,7 +5,7 @@ use std::sync::mpsc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use super::{AuditEntry, Record, Store, StoredAck};
+use super::{AuditEntry, Record, Store, StoredAck, StoredReport};
 
 /// Writes records on a thread of its own, batching whatever has queued up
 /// into one transaction. Dropping it (or [`StoreWriter::close`]) flushes.
@@ -36,6 +36,8 @@ const ATTEMPTS_AT_CLOSE: usize = 2;
 struct Waiting {
     /// The newest-requested acknowledgement of each relay.
     acks: std::collections::HashMap<String, StoredAck>,
+    /// The newest report from each relay's device.
+    reports: std::collections::HashMap<String, StoredReport>,
     /// Audit entries, oldest first.
     audit: std::collections::VecDeque<AuditEntry>,
     /// Audit entries dropped because too many waited.
@@ -51,6 +53,12 @@ impl Waiting {
                     self.acks.insert(ack.relay_id.clone(), ack);
                 }
             },
+            Record::Report(report) => match self.reports.get(&report.relay_id) {
+                Some(known) if known.at > report.at => {}
+                _ => {
+                    self.reports.insert(report.relay_id.clone(), report);
+                }
+            },
             Record::Audit(entry) => {
                 self.audit.push_back(entry);
                 if self.audit.len() > MAX_WAITING {
@@ -62,13 +70,14 @@ impl Waiting {
     }
 
     fn len(&self) -> usize {
-        self.acks.len() + self.audit.len()
+        self.acks.len() + self.reports.len() + self.audit.len()
     }
 
     fn records(&self) -> Vec<Record> {
         let acks = self.acks.values().cloned().map(Record::Ack);
+        let reports = self.reports.values().cloned().map(Record::Report);
         let audit = self.audit.iter().cloned().map(Record::Audit);
-        acks.chain(audit).collect()
+        acks.chain(reports).chain(audit).collect()
     }
 }
 

@@ -13,7 +13,7 @@ pub fn outcome_colour(outcome: Outcome) -> Option<Color32> {
     match outcome {
         Outcome::Confirmed | Outcome::LateConfirmed => Some(Color32::from_rgb(60, 180, 75)),
         // Not the confirmed green: nothing ties a report to the request.
-        Outcome::Reported => Some(Color32::from_rgb(70, 150, 210)),
+        Outcome::Reported | Outcome::ChangedAtDevice => Some(Color32::from_rgb(70, 150, 210)),
         Outcome::NoResponse | Outcome::DeviceError | Outcome::LateDeviceError => {
             Some(Color32::from_rgb(220, 60, 60))
         }

@@ -188,7 +188,9 @@ impl Model {
                 // Old indices: the statuses come again after `Reconfigured`.
                 Event::Relay { .. } => return,
                 // The entry names its relay by id: the log keeps it.
-                Event::Finished { entry, .. } | Event::Late { entry, .. } => {
+                Event::Finished { entry, .. }
+                | Event::Late { entry, .. }
+                | Event::Changed { entry, .. } => {
                     self.push_audit(entry);
                     return;
                 }
@@ -224,7 +226,9 @@ impl Model {
                 }
                 self.push_audit(entry);
             }
-            Event::Late { entry, .. } => self.push_audit(entry),
+            Event::Late { entry, .. } | Event::Changed { entry, .. } => self.push_audit(entry),
+            // The status event that comes with it carries it.
+            Event::Availability { .. } => {}
             // The store's log, read when this engine started: older than
             // anything reported since (see `engine_starting`).
             Event::History(entries) => {
@@ -310,7 +314,7 @@ impl Model {
                 if status.is_pending() {
                     return Some(next_second);
                 }
-                let at = status.last_acknowledged?.at;
+                let at = status.shown()?.at();
                 let age = shown.duration_since(at).unwrap_or_default();
                 // The age's text changes when it reaches its next whole
                 // unit, at `changes`; it is shown from the first whole
@@ -432,6 +436,7 @@ mod tests {
                 late: false,
                 restored: false,
                 evidence: crate::outcome::Evidence::Correlated,
+                operator: None,
             }),
             ..RelayStatus::default()
         }
@@ -521,6 +526,7 @@ mod tests {
                         deadline: now() + Duration::from_secs(3),
                     },
                     last_acknowledged: None,
+                    ..RelayStatus::default()
                 },
                 750,
             ),

@@ -28,7 +28,10 @@ use super::model::{Model, Row, whole_second};
 use super::row_layout::{BADGE_WIDTH, buttons_width, widest_name};
 use crate::outcome::Evidence;
 use crate::protocol::{self, RelayState};
-use crate::relay::{Failure, LateAnswer, Phase, RelayStatus, format_age, format_rtt, format_time};
+use crate::relay::{
+    Acknowledgement, DeviceReport, Failure, LateAnswer, Phase, RelayStatus, Shown, format_age,
+    format_rtt, format_time,
+};
 
 pub use super::row_layout::{ROW_HEIGHT, RowCells, RowLayout, TWO_LINE_ROW_HEIGHT};
 
@@ -98,18 +101,78 @@ pub fn badge_label(state: Option<RelayState>, evidence: Option<Evidence>) -> Str
     }
 }
 
-/// "last acknowledged 12 s ago" and its hover text.
+/// "last acknowledged 12 s ago" (or "reported by the device 2 min ago
+/// (button)" when the device's own report is the newest evidence) and its
+/// hover text, which names both facts the panel holds: the last
+/// acknowledgement of a request, and the device's own report.
 pub fn ack_text(status: &RelayStatus, now: SystemTime) -> (String, String) {
-    match &status.last_acknowledged {
+    let age = |at: SystemTime| format_age(now.duration_since(at).unwrap_or_default());
+    let report_line = |report: &DeviceReport| {
+        let state = report.state.as_str().to_uppercase();
+        if report.retained {
+            format!(
+                "Reported {state} in a retained message heard at {} (published before; time unknown).",
+                format_time(report.at)
+            )
+        } else {
+            let source = report
+                .source
+                .as_deref()
+                .map(|s| format!(" ({s})"))
+                .unwrap_or_default();
+            format!(
+                "Reported {state} at {}{source}: the device published it by itself; no request of this panel explains it.",
+                format_time(report.at)
+            )
+        }
+    };
+    let ack_line = |ack: &Acknowledgement| {
+        let by = ack
+            .operator
+            .as_deref()
+            .filter(|o| !o.is_empty())
+            .map(|o| format!(" by {o}"))
+            .unwrap_or_default();
+        format!(
+            "Last {} {} at {}{by}.",
+            ack.evidence.verb(),
+            ack.state.as_str().to_uppercase(),
+            format_time(ack.at)
+        )
+    };
+    match status.shown() {
         None => (
             "never acknowledged".to_owned(),
             "No device has confirmed a state for this relay yet.".to_owned(),
         ),
-        Some(ack) => {
-            let age = format_age(now.duration_since(ack.at).unwrap_or_default());
+        Some(Shown::Device(report)) => {
+            let text = if report.retained {
+                "reported (retained; time unknown)".to_owned()
+            } else {
+                let source = report
+                    .source
+                    .as_deref()
+                    .map(|s| format!(" ({s})"))
+                    .unwrap_or_default();
+                format!("reported by the device {}{source}", age(report.at))
+            };
+            let mut hover = report_line(report);
+            if report.restored {
+                hover.push_str("\nFrom an earlier session. Refresh to ask the device.");
+            }
+            match &status.last_acknowledged {
+                Some(ack) => {
+                    hover.push('\n');
+                    hover.push_str(&ack_line(ack));
+                }
+                None => hover.push_str("\nNo request of this panel has been answered yet."),
+            }
+            (text, hover)
+        }
+        Some(Shown::Acknowledged(ack)) => {
             let mut text = match ack.evidence {
-                Evidence::Correlated => format!("last acknowledged {age}"),
-                Evidence::Reported => format!("last reported {age}"),
+                Evidence::Correlated => format!("last acknowledged {}", age(ack.at)),
+                Evidence::Reported => format!("last reported {}", age(ack.at)),
             };
             if ack.late {
                 text.push_str(" (late)");
@@ -124,8 +187,14 @@ pub fn ack_text(status: &RelayStatus, now: SystemTime) -> (String, String) {
                     "The device published this state after the command, but nothing ties that message to the request.",
                 ),
             };
+            let by = ack
+                .operator
+                .as_deref()
+                .filter(|o| !o.is_empty())
+                .map(|o| format!(" by {o}"))
+                .unwrap_or_default();
             let mut hover = format!(
-                "{verb} {} — round trip {}\n{why}",
+                "{verb} {}{by} — round trip {}\n{why}",
                 format_time(ack.at),
                 format_rtt(ack.rtt)
             );
@@ -134,6 +203,10 @@ pub fn ack_text(status: &RelayStatus, now: SystemTime) -> (String, String) {
             }
             if ack.late {
                 hover.push_str("\nThe answer arrived after its request had timed out or the connection dropped.");
+            }
+            if let Some(report) = &status.device_report {
+                hover.push('\n');
+                hover.push_str(&report_line(report));
             }
             (text, hover)
         }
@@ -520,8 +593,12 @@ fn relay_row(ui: &mut egui::Ui, row: &RowContext<'_>) -> DrawnRow {
     }
     let cells = row.layout.cells(rect);
     cell(ui, cells.badge, |ui| {
-        let ack = status.last_acknowledged;
-        let badge = badge(ui, ack.map(|a| a.state), ack.map(|a| a.evidence));
+        let shown = status.shown();
+        let badge = badge(
+            ui,
+            shown.map(|s| s.state()),
+            shown.map(|s| s.evidence()),
+        );
         // How the state is known: a reply to the request, or a report.
         badge.on_hover_ui(|ui| {
             ui.label(ack_text(status, row.now).1);
@@ -607,8 +684,8 @@ fn relay_row(ui: &mut egui::Ui, row: &RowContext<'_>) -> DrawnRow {
         // changes at the same instant (see `Model::next_tick`).
         let (ack, hover) = ack_text(status, whole_second(row.now));
         let ack = RichText::new(ack);
-        let ack = match status.last_acknowledged {
-            Some(a) if a.restored => ack.italics().weak(),
+        let ack = match status.shown() {
+            Some(shown) if shown.restored() => ack.italics().weak(),
             _ => ack,
         };
         elided_label(ui, ack, Some(&hover));
@@ -633,7 +710,6 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::relay::Acknowledgement;
 
     /// The age and its hover say how the state is known.
     #[test]
@@ -649,7 +725,9 @@ mod tests {
                 rtt: Duration::from_millis(41),
                 late: false,
                 restored: false,
+                operator: Some("alice".into()),
             }),
+            ..RelayStatus::default()
         };
         let now = at + Duration::from_secs(12);
         let (text, hover) = ack_text(&status(Evidence::Correlated), now);
@@ -664,5 +742,51 @@ mod tests {
             ack_text(&RelayStatus::default(), now).0,
             "never acknowledged"
         );
+    }
+
+    /// A change at the device, newer than the last confirmation, is what
+    /// the row says; the hover names both facts, with who asked and what
+    /// switched it.
+    #[test]
+    fn ack_text_tells_a_change_at_the_device() {
+        let at = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let mut status = RelayStatus::default();
+        status.begin(crate::protocol::Action::Off, at, Duration::from_secs(3)).unwrap();
+        status.confirm(
+            RelayState::Off,
+            Evidence::Correlated,
+            at,
+            at,
+            Duration::from_millis(3),
+            "alice",
+        );
+        let pressed = at + Duration::from_secs(180);
+        status.device_reported(RelayState::On, Some("button".into()), pressed, false, false);
+        let now = pressed + Duration::from_secs(120);
+        let (text, hover) = ack_text(&status, now);
+        assert_eq!(text, "reported by the device 2 min ago (button)");
+        assert!(hover.starts_with("Reported ON at "), "{hover}");
+        assert!(hover.contains("(button)"), "{hover}");
+        assert!(hover.contains("Last confirmed OFF at "), "{hover}");
+        assert!(hover.contains(" by alice."), "{hover}");
+        // A retained state heard on subscribing: time unknown.
+        let mut fresh = RelayStatus::default();
+        fresh.device_reported(RelayState::Off, None, now, true, false);
+        assert_eq!(ack_text(&fresh, now).0, "reported (retained; time unknown)");
+        // A confirmation after it wins again.
+        status.begin(crate::protocol::Action::Off, now, Duration::from_secs(3)).unwrap();
+        let later = now + Duration::from_secs(1);
+        status.confirm(
+            RelayState::Off,
+            Evidence::Correlated,
+            now,
+            later,
+            Duration::from_millis(3),
+            "bob",
+        );
+        let (text, hover) = ack_text(&status, later);
+        assert_eq!(text, "last acknowledged just now");
+        assert!(hover.contains("Confirmed ") && hover.contains(" by bob"), "{hover}");
+        assert!(hover.contains("Reported ON at "), "{hover}");
     }
 }

@@ -32,6 +32,9 @@ const NO_RESPONSE: u8 = 2;
 /// Exit code: the device answered with an error, or reports the other
 /// state than the one asked for.
 const DEVICE_ERROR: u8 = 3;
+/// Exit code: the relay's device is offline (its last will says so);
+/// nothing was sent (`set --force` sends anyway).
+const OFFLINE: u8 = 4;
 /// Longest wait for the broker (connected and subscribed) before giving
 /// up: one whole connection attempt (its CONNACK timeout) and the engine's
 /// diagnosis of it, so the reason printed says what was seen.
@@ -49,7 +52,7 @@ const SHUTDOWN_WAIT_FAILED: Duration = Duration::from_secs(1);
 #[command(
     version,
     after_help = "Exit codes: 0 confirmed, 2 no response in time, 3 device error or the device reports the other state, \
-1 anything else (usage, configuration, connection).\n\
+4 the device is offline (set only; nothing sent; --force sends anyway), 1 anything else (usage, configuration, connection).\n\
 With --json, set and get print exactly one JSON object on stdout, whatever the outcome.\n\n\
 Examples:\n  relayctl set pump-1 on\n  relayctl --json get pump-1\n  relayctl status\n  relayctl log -n 50\n  \
 relayctl watch --json    # then type: set pump-1 on | get pump-1 | status"
@@ -73,13 +76,18 @@ struct Args {
 
 #[derive(Subcommand, Debug)]
 enum Cmd {
-    /// Switch a relay on or off and wait for the device to confirm.
+    /// Switch a relay on or off and wait for the device to confirm. A
+    /// relay whose device is offline (its last will says so) is not sent
+    /// anything (exit 4) unless --force.
     Set {
         /// Relay id from the configuration.
         id: String,
         /// `on` or `off`.
         #[arg(value_parser = ["on", "off"])]
         state: String,
+        /// Send even when the device is offline.
+        #[arg(long)]
+        force: bool,
     },
     /// Ask a relay its state (needs payload_query in its configuration).
     Get {
@@ -118,11 +126,11 @@ fn main() -> ExitCode {
         }
     };
     let code = match &args.command {
-        Cmd::Set { id, state } => {
+        Cmd::Set { id, state, force } => {
             let action = Action::parse(state).unwrap_or(Action::Off);
-            one_shot(&args, id, action)
+            one_shot(&args, id, action, !force)
         }
-        Cmd::Get { id } => one_shot(&args, id, Action::Query),
+        Cmd::Get { id } => one_shot(&args, id, Action::Query, false),
         Cmd::Watch => watch::run(&args),
         _ => match run(&args) {
             Ok(code) => code,
@@ -255,8 +263,10 @@ fn print_line(line: impl std::fmt::Display) -> std::io::Result<()> {
 
 /// `set` and `get`: one request, its outcome printed (exactly one JSON
 /// object with `--json`, whatever happens), its exit code returned.
-fn one_shot(args: &Args, id: &str, action: Action) -> u8 {
-    match request(args, id, action) {
+/// `refuse_offline`: a device known to be offline gets nothing (exit
+/// [`OFFLINE`]).
+fn one_shot(args: &Args, id: &str, action: Action, refuse_offline: bool) -> u8 {
+    match request(args, id, action, refuse_offline) {
         Ok((config, entry)) => {
             let code = exit_code(&entry);
             if args.json {
@@ -269,28 +279,44 @@ fn one_shot(args: &Args, id: &str, action: Action) -> u8 {
             code
         }
         Err(e) => {
+            let offline = matches!(
+                e.downcast_ref::<engine::OnceError>(),
+                Some(engine::OnceError::Offline { .. })
+            );
+            let (outcome, code) = if offline {
+                ("offline", OFFLINE)
+            } else {
+                ("error", ERROR)
+            };
             if args.json {
                 let _ = print_line(json!({
                     "relay": id,
                     "action": action,
-                    "outcome": "error",
+                    "outcome": outcome,
                     "state": null,
                     "evidence": null,
                     "rtt_ms": null,
                     "detail": format!("{e:#}"),
-                    "exit_code": ERROR,
+                    "exit_code": code,
                 }));
+            } else if offline {
+                eprintln!("{id}: {e:#} (--force sends anyway)");
             } else {
                 eprintln!("relayctl: {e:#}");
             }
-            ERROR
+            code
         }
     }
 }
 
 /// Connects (waiting up to [`CONNECT_WAIT`] through reconnects), sends
 /// one request and returns how it ended. Every wait is bounded.
-fn request(args: &Args, id: &str, action: Action) -> anyhow::Result<(Config, AuditEntry)> {
+fn request(
+    args: &Args,
+    id: &str,
+    action: Action,
+    refuse_offline: bool,
+) -> anyhow::Result<(Config, AuditEntry)> {
     let config = load_config(args)?;
     let index = find_relay(&config, id).map_err(anyhow::Error::msg)?;
     if action == Action::Query && !config.relays[index].can_query() {
@@ -312,6 +338,7 @@ fn request(args: &Args, id: &str, action: Action) -> anyhow::Result<(Config, Aud
             index,
             action,
             CONNECT_WAIT,
+            refuse_offline,
             warn,
         )
         .await;

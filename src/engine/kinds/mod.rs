@@ -72,6 +72,26 @@ pub struct Identified {
     pub from: String,
 }
 
+/// A device's own message about a relay's state (tied to no request).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StateReport {
+    /// The state it tells.
+    pub state: RelayState,
+    /// What switched it, when the device says (Shelly's `source`:
+    /// `button`, `MQTT`, `HTTP_in`, …).
+    pub source: Option<String>,
+}
+
+impl StateReport {
+    /// A report of `state` that names no source.
+    pub fn of(state: RelayState) -> Self {
+        StateReport {
+            state,
+            source: None,
+        }
+    }
+}
+
 /// One kind of device.
 pub trait RelayKind: Sync {
     /// The name in the configuration (`kind = "mqtt5"`).
@@ -122,8 +142,16 @@ pub trait RelayKind: Sync {
         _relay: &RelayConfig,
         _topic: &str,
         _payload: &[u8],
-    ) -> Option<RelayState> {
+    ) -> Option<StateReport> {
         None
+    }
+
+    /// Whether a report after a request was sent answers it (evidence
+    /// *reported*): for kinds whose devices have no reply tied to the
+    /// request. Kinds with one (`mqtt5`, `shelly`) wait for it; their
+    /// reports only tell changes made at the device.
+    fn report_answers(&self) -> bool {
+        false
     }
 
     /// How long a report waits for a correlated answer that may follow it
@@ -158,6 +186,10 @@ pub struct Routes {
     pub reports: HashMap<String, Vec<usize>>,
     /// Panel topics ([`RelayKind::panel_topics`]) of the kinds in use.
     pub panel: HashMap<String, Kind>,
+    /// Availability (last-will) topics
+    /// ([`RelayConfig::availability_topic`]) and the relays (by index)
+    /// of the device behind each.
+    pub availability: HashMap<String, Vec<usize>>,
 }
 
 impl Routes {
@@ -171,6 +203,9 @@ impl Routes {
             for topic in of(relay).panel_topics(panel) {
                 routes.panel.insert(topic, relay.kind);
             }
+            if let Some(topic) = relay.availability_topic() {
+                routes.availability.entry(topic).or_default().push(index);
+            }
         }
         routes
     }
@@ -180,6 +215,7 @@ impl Routes {
         self.reports
             .keys()
             .chain(self.panel.keys())
+            .chain(self.availability.keys())
             .cloned()
             .collect()
     }
@@ -199,24 +235,40 @@ mod tests {
             rpc_src: "relay-panel/desk",
         };
         let mut config = Config::new("mqtt://h");
+        let mut watched = RelayConfig::new("watched", "dev/watched");
+        watched.state_topic = "dev/watched/state".into();
+        watched.availability_topic = "dev/status".into();
+        let mut sibling = RelayConfig::state("s2", "s2/set", "s2/state");
+        sibling.availability_topic = "dev/status".into();
         config.relays = vec![
             RelayConfig::new("plain", "dev/plain"),
             RelayConfig::tasmota("t1", "tas", Some(1)),
             RelayConfig::tasmota("t2", "tas", Some(2)),
             RelayConfig::state("s", "s/set", "s/state"),
+            watched,
+            sibling,
         ];
         let routes = Routes::of(&config, &panel);
         assert_eq!(routes.reports["stat/tas/RESULT"], [1, 2]);
         assert_eq!(routes.reports["stat/tas/POWER2"], [2]);
         assert_eq!(routes.reports["s/state"], [3]);
+        assert_eq!(routes.reports["dev/watched/state"], [4]);
         assert!(routes.panel.is_empty());
+        // One last will per device, read for each of its relays.
+        assert_eq!(routes.availability["tele/tas/LWT"], [1, 2]);
+        assert_eq!(routes.availability["dev/status"], [4, 5]);
+        assert_eq!(routes.availability.len(), 2, "plain and s have none");
         assert_eq!(
             routes.topics().into_iter().collect::<Vec<_>>(),
             [
+                "dev/status",
+                "dev/watched/state",
                 "s/state",
+                "s2/state",
                 "stat/tas/POWER1",
                 "stat/tas/POWER2",
-                "stat/tas/RESULT"
+                "stat/tas/RESULT",
+                "tele/tas/LWT",
             ]
         );
         config.relays.push(RelayConfig::shelly("sh", "shelly-1", 0));
@@ -225,7 +277,11 @@ mod tests {
             .push(RelayConfig::shelly("sh2", "shelly-1", 1));
         let routes = Routes::of(&config, &panel);
         assert_eq!(routes.panel["relay-panel/desk/rpc"], Kind::Shelly);
-        assert_eq!(routes.topics().len(), 5);
+        assert_eq!(routes.reports["shelly-1/events/rpc"], [6, 7]);
+        assert_eq!(routes.reports["shelly-1/status/switch:1"], [7]);
+        assert_eq!(routes.availability["shelly-1/online"], [6, 7]);
+        // + the reply topic, events/rpc, two status topics and online.
+        assert_eq!(routes.topics().len(), 8 + 5);
         for kind in Kind::ALL {
             assert_eq!(named(kind).name(), kind.as_str());
         }

@@ -7,7 +7,7 @@
 use bytes::Bytes;
 use rumqttc::v5::mqttbytes::v5::PublishProperties;
 
-use super::{Encoded, RelayKind, RequestContext};
+use super::{Encoded, RelayKind, RequestContext, StateReport};
 use crate::config::RelayConfig;
 use crate::protocol::{self, Action, Reply};
 
@@ -46,6 +46,14 @@ impl RelayKind for Mqtt5 {
 
     fn read_answer(&self, relay: &RelayConfig, _action: Action, payload: &[u8]) -> Reply {
         protocol::parse_reply(payload, relay)
+    }
+
+    /// `payload_on` / `payload_off` on the optional `state_topic`, where
+    /// the device publishes its state whenever it changes: a change at the
+    /// device (what switched it travels as the User Property `source`,
+    /// read by the engine). Requests are answered by the reply alone.
+    fn read_report(&self, relay: &RelayConfig, topic: &str, payload: &[u8]) -> Option<StateReport> {
+        super::state::read_state_topic(relay, topic, payload)
     }
 }
 
@@ -113,6 +121,17 @@ mod tests {
         );
         assert!(relay.report_topics().is_empty());
         assert_eq!(Mqtt5.report_wait(), None);
+        assert!(!Mqtt5.report_answers());
+        // The optional state topic tells changes at the device.
+        assert_eq!(Mqtt5.read_report(&relay, "dev/state", b"1"), None);
+        relay.state_topic = "dev/state".into();
+        assert_eq!(relay.report_topics(), ["dev/state"]);
+        assert_eq!(
+            Mqtt5.read_report(&relay, "dev/state", b"1"),
+            Some(StateReport::of(RelayState::On))
+        );
+        assert_eq!(Mqtt5.read_report(&relay, "dev/state", b"?"), None);
+        assert_eq!(Mqtt5.read_report(&relay, "dev/other", b"0"), None);
         assert_eq!(Mqtt5.name(), "mqtt5");
     }
 }

@@ -18,7 +18,7 @@ use bytes::Bytes;
 use rumqttc::v5::mqttbytes::v5::PublishProperties;
 use serde_json::{Value, json};
 
-use super::{Encoded, Identified, PanelTopics, RelayKind, RequestContext};
+use super::{Encoded, Identified, PanelTopics, RelayKind, RequestContext, StateReport};
 use crate::config::RelayConfig;
 use crate::protocol::{self, Action, CORRELATION_LEN, CorrelationId, RelayState, Reply};
 
@@ -49,6 +49,22 @@ pub fn from_rpc_id(n: u64) -> Option<CorrelationId> {
 /// The topic a Shelly answers a panel whose `src` is `src` on.
 pub fn reply_topic(src: &str) -> String {
     format!("{src}/rpc")
+}
+
+/// The output and source in a Switch status object
+/// (`{"id":0,"output":true,"source":"button",…}`); `None` without an
+/// `output` (a status that only updates power readings).
+fn switch_status(status: &Value) -> Option<StateReport> {
+    let state = match status.get("output")?.as_bool()? {
+        true => RelayState::On,
+        false => RelayState::Off,
+    };
+    let source = status
+        .get("source")
+        .and_then(Value::as_str)
+        .filter(|source| !source.is_empty())
+        .map(|source| protocol::sanitise_device_text(source.as_bytes()));
+    Some(StateReport { state, source })
 }
 
 /// Why a frame on this panel's `<SRC>/rpc` is not an answer.
@@ -137,6 +153,28 @@ impl RelayKind for Shelly {
 
     fn is_from(&self, relay: &RelayConfig, from: &str) -> bool {
         from == relay.device
+    }
+
+    /// `NotifyStatus` (or `NotifyFullStatus`) on `<device>/events/rpc`
+    /// with `params["switch:<n>"].output`, or the status object on
+    /// `<device>/status/switch:<n>`; each with the device's `source` of
+    /// the change (`button`, `MQTT`, `HTTP_in`, `init`…). A notification
+    /// about other components or without an output says nothing.
+    fn read_report(&self, relay: &RelayConfig, topic: &str, payload: &[u8]) -> Option<StateReport> {
+        let component = format!("switch:{}", relay.switch);
+        let rest = topic.strip_prefix(relay.device.as_str())?;
+        let frame: Value = serde_json::from_slice(payload).ok()?;
+        if rest == "/events/rpc" {
+            let method = frame.get("method")?.as_str()?;
+            if method != "NotifyStatus" && method != "NotifyFullStatus" {
+                return None;
+            }
+            switch_status(frame.get("params")?.get(&component)?)
+        } else if rest.strip_prefix("/status/") == Some(component.as_str()) {
+            switch_status(&frame)
+        } else {
+            None
+        }
     }
 
     /// `result` of `Switch.Set`: done as asked (its `was_on` is the state
@@ -372,7 +410,75 @@ mod tests {
                 "{action} {payload}"
             );
         }
-        // Shelly reports come only as answers: nothing on report topics.
-        assert!(relay.report_topics().is_empty());
+        assert!(!Shelly.report_answers(), "replies answer, reports tell changes");
+    }
+
+    /// Table: NotifyStatus and status messages tell the switch's output
+    /// and what changed it; other switches, components and methods say
+    /// nothing.
+    #[test]
+    fn reads_notifications_and_status() {
+        let relay = RelayConfig::shelly("porch", "shelly-1", 1);
+        assert_eq!(
+            relay.report_topics(),
+            ["shelly-1/events/rpc", "shelly-1/status/switch:1"]
+        );
+        let report = |state, source: Option<&str>| {
+            Some(StateReport {
+                state,
+                source: source.map(str::to_owned),
+            })
+        };
+        let events = "shelly-1/events/rpc";
+        let status = "shelly-1/status/switch:1";
+        let cases: &[(&str, &str, Option<StateReport>)] = &[
+            (
+                events,
+                r#"{"src":"shellyplus2-aa","dst":"shelly-1/events","method":"NotifyStatus","params":{"ts":1.5,"switch:1":{"id":1,"output":true,"source":"button"}}}"#,
+                report(RelayState::On, Some("button")),
+            ),
+            (
+                events,
+                r#"{"method":"NotifyFullStatus","params":{"switch:1":{"id":1,"output":false}}}"#,
+                report(RelayState::Off, None),
+            ),
+            (
+                events,
+                r#"{"method":"NotifyStatus","params":{"switch:0":{"id":0,"output":true,"source":"button"}}}"#,
+                None,
+            ),
+            (
+                events,
+                r#"{"method":"NotifyStatus","params":{"switch:1":{"id":1,"apower":12.5}}}"#,
+                None,
+            ),
+            (
+                events,
+                r#"{"method":"NotifyEvent","params":{"switch:1":{"output":true}}}"#,
+                None,
+            ),
+            (
+                status,
+                r#"{"id":1,"source":"HTTP_in","output":false,"apower":0.0}"#,
+                report(RelayState::Off, Some("HTTP_in")),
+            ),
+            (
+                status,
+                r#"{"id":1,"source":"","output":true}"#,
+                report(RelayState::On, None),
+            ),
+            (status, r#"{"id":1,"output":"on"}"#, None),
+            (status, "garbage", None),
+            ("shelly-1/status/switch:0", r#"{"id":0,"output":true}"#, None),
+            ("shelly-2/status/switch:1", r#"{"id":1,"output":true}"#, None),
+            ("shelly-1/online", "true", None),
+        ];
+        for (topic, payload, expected) in cases {
+            assert_eq!(
+                &Shelly.read_report(&relay, topic, payload.as_bytes()),
+                expected,
+                "{topic} {payload}"
+            );
+        }
     }
 }

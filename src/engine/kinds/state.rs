@@ -8,12 +8,29 @@
 use bytes::Bytes;
 use rumqttc::v5::mqttbytes::v5::PublishProperties;
 
-use super::{Encoded, RelayKind, RequestContext};
+use super::{Encoded, RelayKind, RequestContext, StateReport};
 use crate::config::RelayConfig;
-use crate::protocol::{self, Action, RelayState, Reply};
+use crate::protocol::{self, Action, Reply};
 
 /// The `state` kind.
 pub struct State;
+
+/// `payload_on` / `payload_off` on the relay's `state_topic` (kinds
+/// `state` and `mqtt5`); anything else (an availability text, a JSON
+/// status) says nothing.
+pub(super) fn read_state_topic(
+    relay: &RelayConfig,
+    topic: &str,
+    payload: &[u8],
+) -> Option<StateReport> {
+    if relay.state_topic.is_empty() || topic != relay.state_topic {
+        return None;
+    }
+    match protocol::parse_reply(payload, relay) {
+        Reply::State(state) => Some(StateReport::of(state)),
+        Reply::DeviceError(_) => None,
+    }
+}
 
 impl RelayKind for State {
     fn name(&self) -> &'static str {
@@ -48,14 +65,12 @@ impl RelayKind for State {
 
     /// `payload_on` / `payload_off` on `state_topic`; anything else (an
     /// availability text, a JSON status) says nothing.
-    fn read_report(&self, relay: &RelayConfig, topic: &str, payload: &[u8]) -> Option<RelayState> {
-        if topic != relay.state_topic {
-            return None;
-        }
-        match protocol::parse_reply(payload, relay) {
-            Reply::State(state) => Some(state),
-            Reply::DeviceError(_) => None,
-        }
+    fn read_report(&self, relay: &RelayConfig, topic: &str, payload: &[u8]) -> Option<StateReport> {
+        read_state_topic(relay, topic, payload)
+    }
+
+    fn report_answers(&self) -> bool {
+        true
     }
 }
 
@@ -64,7 +79,7 @@ mod tests {
     use std::time::{Duration, SystemTime};
 
     use super::*;
-    use crate::protocol::CorrelationId;
+    use crate::protocol::{CorrelationId, RelayState};
 
     /// Payloads go to the command topic, without a Response Topic; the
     /// query only when configured.
@@ -97,6 +112,7 @@ mod tests {
         assert_eq!(query.payload.as_ref(), b"STATUS");
         assert_eq!(State.name(), "state");
         assert_eq!(State.report_wait(), None);
+        assert!(State.report_answers());
     }
 
     /// Table: only the relay's payloads on its state topic are reports.
@@ -114,7 +130,9 @@ mod tests {
         ];
         for (topic, payload, expected) in cases {
             assert_eq!(
-                State.read_report(&relay, topic, payload.as_bytes()),
+                State
+                    .read_report(&relay, topic, payload.as_bytes())
+                    .map(|report| report.state),
                 *expected,
                 "{topic} {payload}"
             );

@@ -17,7 +17,7 @@ use bytes::Bytes;
 use rumqttc::v5::mqttbytes::v5::PublishProperties;
 use serde_json::Value;
 
-use super::{Encoded, RelayKind, RequestContext};
+use super::{Encoded, RelayKind, RequestContext, StateReport};
 use crate::config::RelayConfig;
 use crate::protocol::{self, Action, RelayState, Reply};
 
@@ -100,16 +100,22 @@ impl RelayKind for Tasmota {
 
     /// `stat/<device>/RESULT` with the relay's key, or
     /// `stat/<device>/POWER<n>` with `ON` / `OFF`.
-    fn read_report(&self, relay: &RelayConfig, topic: &str, payload: &[u8]) -> Option<RelayState> {
+    fn read_report(&self, relay: &RelayConfig, topic: &str, payload: &[u8]) -> Option<StateReport> {
         let stat = format!("stat/{}/", relay.device);
         let name = topic.strip_prefix(&stat)?;
-        if name == "RESULT" {
+        let state = if name == "RESULT" {
             state_in_json(relay, payload)
         } else if name == relay.power_key() {
             std::str::from_utf8(payload).ok().and_then(state_text)
         } else {
             None
-        }
+        };
+        // Tasmota does not say what switched it.
+        state.map(StateReport::of)
+    }
+
+    fn report_answers(&self) -> bool {
+        true
     }
 
     fn report_wait(&self) -> Option<Duration> {
@@ -164,6 +170,7 @@ mod tests {
         );
         assert_eq!(Tasmota.name(), "tasmota");
         assert_eq!(Tasmota.report_wait(), Some(REPORT_WAIT));
+        assert!(Tasmota.report_answers());
     }
 
     /// Table: correlated answers; only the relay's own key decides.
@@ -236,7 +243,9 @@ mod tests {
         ];
         for (relay, topic, payload, expected) in cases {
             assert_eq!(
-                Tasmota.read_report(relay, topic, payload.as_bytes()),
+                Tasmota
+                    .read_report(relay, topic, payload.as_bytes())
+                    .map(|report| report.state),
                 *expected,
                 "{} {topic} {payload}",
                 relay.id

@@ -53,7 +53,7 @@ impl Truth {
     }
 
     pub(super) fn status(&mut self, relay: usize, status: &RelayStatus) {
-        self.shown[relay] = status.last_acknowledged.map(|a| a.state);
+        self.shown[relay] = status.last_acknowledged.as_ref().map(|a| a.state);
     }
 
     /// A request ended (its status event came just before).
