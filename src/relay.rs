@@ -97,9 +97,8 @@ impl Availability {
     pub fn since(self) -> Option<(SystemTime, bool)> {
         match self {
             Availability::Unknown => None,
-            Availability::Online { since, retained } | Availability::Offline { since, retained } => {
-                Some((since, retained))
-            }
+            Availability::Online { since, retained }
+            | Availability::Offline { since, retained } => Some((since, retained)),
         }
     }
 }
@@ -895,6 +894,297 @@ mod tests {
         assert_eq!(ack.state, RelayState::Off);
         assert_eq!(ack.evidence, Evidence::Reported);
         assert_eq!(relay.phase.to_string(), "reported in 1.0 ms");
+    }
+
+    /// Table: what a device's own state message does, against what the
+    /// relay shows and the request in flight or just answered.
+    #[test]
+    fn device_reports_table() {
+        use RelayState::{Off, On};
+        #[derive(Clone, Copy)]
+        enum Before {
+            /// Nothing known.
+            Nothing,
+            /// Confirmed `state` at 0 ms (this session).
+            Confirmed(RelayState),
+            /// Restored from the store (an earlier session).
+            Restored(RelayState),
+            /// A request to switch to `state` in flight since 0 ms.
+            Pending(RelayState),
+            /// A retained `state` heard at 0 ms.
+            Retained(RelayState),
+        }
+        // (what, before, reported state, heard at ms, retained, request
+        // sent, decision, shown afterwards)
+        let cases = [
+            (
+                "first word, live",
+                Before::Nothing,
+                On,
+                10,
+                false,
+                false,
+                DeviceSays::Changed,
+                Some(On),
+            ),
+            (
+                "first word, retained",
+                Before::Nothing,
+                Off,
+                10,
+                true,
+                false,
+                DeviceSays::Retained,
+                Some(Off),
+            ),
+            (
+                "echo of the answer",
+                Before::Confirmed(On),
+                On,
+                500,
+                false,
+                false,
+                DeviceSays::Echo,
+                Some(On),
+            ),
+            (
+                "same state, later",
+                Before::Confirmed(On),
+                On,
+                5_000,
+                false,
+                false,
+                DeviceSays::Unchanged,
+                Some(On),
+            ),
+            (
+                "button right after the answer",
+                Before::Confirmed(On),
+                Off,
+                500,
+                false,
+                false,
+                DeviceSays::Changed,
+                Some(Off),
+            ),
+            (
+                "button later",
+                Before::Confirmed(On),
+                Off,
+                60_000,
+                false,
+                false,
+                DeviceSays::Changed,
+                Some(Off),
+            ),
+            (
+                "retained, same",
+                Before::Confirmed(On),
+                On,
+                60_000,
+                true,
+                false,
+                DeviceSays::Unchanged,
+                Some(On),
+            ),
+            (
+                "retained, other (reconnect)",
+                Before::Confirmed(On),
+                Off,
+                60_000,
+                true,
+                false,
+                DeviceSays::Retained,
+                Some(Off),
+            ),
+            (
+                "restored, same, live",
+                Before::Restored(On),
+                On,
+                10,
+                false,
+                false,
+                DeviceSays::Renewed,
+                Some(On),
+            ),
+            (
+                "restored, same, retained",
+                Before::Restored(On),
+                On,
+                10,
+                true,
+                false,
+                DeviceSays::Unchanged,
+                Some(On),
+            ),
+            (
+                "restored, other, retained",
+                Before::Restored(On),
+                Off,
+                10,
+                true,
+                false,
+                DeviceSays::Retained,
+                Some(Off),
+            ),
+            (
+                "retained, then live same",
+                Before::Retained(Off),
+                Off,
+                10,
+                false,
+                false,
+                DeviceSays::Renewed,
+                Some(Off),
+            ),
+            (
+                "in flight, asked state",
+                Before::Pending(On),
+                On,
+                10,
+                false,
+                true,
+                DeviceSays::Echo,
+                None,
+            ),
+            (
+                "in flight, not yet sent",
+                Before::Pending(On),
+                On,
+                10,
+                false,
+                false,
+                DeviceSays::Changed,
+                Some(On),
+            ),
+            (
+                "in flight, other state",
+                Before::Pending(On),
+                Off,
+                10,
+                false,
+                true,
+                DeviceSays::Changed,
+                Some(Off),
+            ),
+        ];
+        for (what, before, state, ms, retained, sent, says, shown) in cases {
+            let mut relay = RelayStatus::default();
+            match before {
+                Before::Nothing => {}
+                Before::Confirmed(known) => {
+                    relay
+                        .begin(Action::switch_to(known), t(0), TIMEOUT)
+                        .unwrap();
+                    relay.confirm(known, Evidence::Correlated, t(0), t(0), Duration::ZERO, "a");
+                }
+                Before::Restored(known) => {
+                    relay = RelayStatus::restored(Acknowledgement {
+                        state: known,
+                        evidence: Evidence::Correlated,
+                        requested: t(0),
+                        at: t(0),
+                        rtt: Duration::ZERO,
+                        late: false,
+                        restored: false,
+                        operator: None,
+                    });
+                }
+                Before::Pending(asked) => {
+                    relay
+                        .begin(Action::switch_to(asked), t(0), TIMEOUT)
+                        .unwrap();
+                }
+                Before::Retained(known) => {
+                    relay.device_reported(known, None, t(0), true, false);
+                }
+            }
+            assert_eq!(
+                relay.device_reported(state, Some("button".into()), t(ms), retained, sent),
+                says,
+                "{what}"
+            );
+            assert_eq!(relay.shown_state(), shown, "{what}");
+            if matches!(
+                says,
+                DeviceSays::Changed | DeviceSays::Renewed | DeviceSays::Retained
+            ) {
+                let report = relay.device_report.clone().unwrap();
+                assert_eq!((report.at, report.retained), (t(ms), retained), "{what}");
+                assert!(matches!(relay.shown(), Some(Shown::Device(_))), "{what}");
+            }
+        }
+    }
+
+    /// Newest evidence wins, by the time it was heard: a confirmation
+    /// after a change at the device wins again; a tie goes to the
+    /// confirmation.
+    #[test]
+    fn newest_evidence_is_shown() {
+        let mut relay = RelayStatus::default();
+        relay.begin(Action::Off, t(0), TIMEOUT).unwrap();
+        relay.confirm(
+            RelayState::Off,
+            Evidence::Correlated,
+            t(0),
+            t(10),
+            Duration::ZERO,
+            "a",
+        );
+        assert_eq!(
+            relay.device_reported(RelayState::On, None, t(10_000), false, false),
+            DeviceSays::Changed
+        );
+        assert_eq!(relay.shown().map(Shown::evidence), Some(Evidence::Reported));
+        assert_eq!(relay.shown().map(Shown::at), Some(t(10_000)));
+        relay.begin(Action::Off, t(20_000), TIMEOUT).unwrap();
+        relay.confirm(
+            RelayState::Off,
+            Evidence::Correlated,
+            t(20_000),
+            t(20_005),
+            Duration::ZERO,
+            "a",
+        );
+        assert_eq!(relay.shown_state(), Some(RelayState::Off));
+        assert!(matches!(relay.shown(), Some(Shown::Acknowledged(_))));
+        // Both facts stay.
+        assert_eq!(
+            relay.device_report.as_ref().map(|r| r.state),
+            Some(RelayState::On)
+        );
+        let mut tie = relay.clone();
+        tie.device_report.as_mut().unwrap().at = t(20_005);
+        assert!(matches!(tie.shown(), Some(Shown::Acknowledged(_))));
+    }
+
+    /// Availability changes only when the device says the other thing,
+    /// and keeps its first time.
+    #[test]
+    fn availability_keeps_its_first_time() {
+        let mut relay = RelayStatus::default();
+        assert_eq!(relay.availability.online(), None);
+        assert!(relay.set_availability(false, t(0), true));
+        assert_eq!(
+            relay.availability,
+            Availability::Offline {
+                since: t(0),
+                retained: true
+            }
+        );
+        assert!(relay.availability.is_offline());
+        assert!(!relay.set_availability(false, t(5), false), "still offline");
+        assert_eq!(relay.availability.since(), Some((t(0), true)));
+        assert!(relay.set_availability(true, t(9), false));
+        assert_eq!(
+            relay.availability,
+            Availability::Online {
+                since: t(9),
+                retained: false
+            }
+        );
+        assert_eq!(relay.availability.online(), Some(true));
+        assert!(!relay.availability.is_offline());
     }
 
     /// Ages and round trips read naturally.

@@ -88,6 +88,8 @@ pub struct TestEngine {
     pub events: Events,
     /// Every connection state seen so far, in order.
     pub connections: Vec<ConnectionState>,
+    /// Each relay's latest status seen in an event.
+    pub statuses: std::collections::HashMap<usize, relay_panel::relay::RelayStatus>,
 }
 
 impl TestEngine {
@@ -103,6 +105,7 @@ impl TestEngine {
             handle,
             events,
             connections: Vec::new(),
+            statuses: std::collections::HashMap::new(),
         }
     }
 
@@ -112,10 +115,47 @@ impl TestEngine {
             .await
             .expect("an event in time")
             .expect("the engine is running");
-        if let Event::Connection(state) = &event {
-            self.connections.push(state.clone());
+        match &event {
+            Event::Connection(state) => self.connections.push(state.clone()),
+            Event::Relay { relay, status } => {
+                self.statuses.insert(*relay, status.clone());
+            }
+            _ => {}
         }
         event
+    }
+
+    /// Waits for an event `want` picks (returning what it picked),
+    /// failing the test after `within`.
+    pub async fn wait_for<T>(&mut self, within: Duration, want: impl Fn(&Event) -> Option<T>) -> T {
+        let deadline = Instant::now() + within;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if let Some(found) = want(&self.next(left).await) {
+                return found;
+            }
+        }
+    }
+
+    /// The next change at the device of `relay` (its audit entry).
+    pub async fn changed(&mut self, relay: usize) -> AuditEntry {
+        self.wait_for(Duration::from_secs(10), |event| match event {
+            Event::Changed { relay: r, entry } if *r == relay => Some(entry.clone()),
+            _ => None,
+        })
+        .await
+    }
+
+    /// The next availability of `relay` heard.
+    pub async fn availability(&mut self, relay: usize) -> relay_panel::relay::Availability {
+        self.wait_for(Duration::from_secs(10), |event| match event {
+            Event::Availability {
+                relay: r,
+                availability,
+            } if *r == relay => Some(*availability),
+            _ => None,
+        })
+        .await
     }
 
     /// Waits for a connection state matching `want`, returning it.
@@ -188,6 +228,13 @@ impl TestEngine {
         let mut out = Vec::new();
         let deadline = tokio::time::Instant::now() + window;
         while let Ok(Some(event)) = tokio::time::timeout_at(deadline, self.events.recv()).await {
+            match &event {
+                Event::Connection(state) => self.connections.push(state.clone()),
+                Event::Relay { relay, status } => {
+                    self.statuses.insert(*relay, status.clone());
+                }
+                _ => {}
+            }
             out.push(event);
         }
         out
@@ -414,5 +461,71 @@ impl Rig {
             records,
             engine,
         }
+    }
+}
+
+/// A plain MQTT 5 client standing in for a device's own messages: a
+/// last will, a state published by itself. Each publish returns once the
+/// broker has acknowledged it (QoS 1), so a retained message is at the
+/// broker before the next step of the test.
+pub struct Wire {
+    client: rumqttc::v5::AsyncClient,
+    acked: mpsc::UnboundedReceiver<()>,
+}
+
+impl Wire {
+    /// Connects to `url`.
+    pub async fn connect(url: &str) -> Self {
+        use rumqttc::v5::mqttbytes::v5::Packet;
+        let broker = Config::new(url).broker;
+        let id = relay_panel::protocol::random_client_id("wire");
+        let (client, mut eventloop) = relay_panel::mqtt::client(&broker, &id).unwrap();
+        let (tx, acked) = mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            loop {
+                match eventloop.poll().await {
+                    Ok(rumqttc::v5::Event::Incoming(Packet::PubAck(_))) => {
+                        let _ = tx.send(());
+                    }
+                    Ok(_) => {}
+                    Err(_) => return,
+                }
+            }
+        });
+        Wire { client, acked }
+    }
+
+    /// Publishes `payload` on `topic` (QoS 1), retained or not, and waits
+    /// for the broker's PUBACK.
+    pub async fn publish(&mut self, topic: &str, payload: &str, retain: bool) {
+        self.publish_with(topic, payload, retain, Vec::new()).await;
+    }
+
+    /// The same, with MQTT 5 User Properties.
+    pub async fn publish_with(
+        &mut self,
+        topic: &str,
+        payload: &str,
+        retain: bool,
+        user_properties: Vec<(String, String)>,
+    ) {
+        let properties = rumqttc::v5::mqttbytes::v5::PublishProperties {
+            user_properties,
+            ..Default::default()
+        };
+        self.client
+            .publish_with_properties(
+                topic,
+                rumqttc::v5::mqttbytes::QoS::AtLeastOnce,
+                retain,
+                payload.to_owned(),
+                properties,
+            )
+            .await
+            .unwrap();
+        tokio::time::timeout(Duration::from_secs(10), self.acked.recv())
+            .await
+            .expect("the broker acknowledged the publish")
+            .expect("wire client running");
     }
 }
