@@ -773,3 +773,103 @@ async fn relayctl_prints_the_evidence() {
     assert_eq!(status[0]["evidence"], "correlated", "{status}");
     assert_eq!(status[1]["evidence"], "reported", "{status}");
 }
+
+/// A relay whose device is offline (its retained last will) is not sent
+/// anything by `set` (exit 4, `--json` outcome "offline") unless
+/// `--force`; `status` shows it offline (`online: false`), and once the
+/// device is back, and after a change made at the device, `status --json`
+/// gives both facts: the newest evidence with its source, and the last
+/// confirmation.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn offline_relay_exits_4_and_status_tells_both_facts() {
+    let broker = Mosquitto::start();
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = config(&broker.url(), 2);
+    let run: u32 = rand::random();
+    let will = format!("test/{run:08x}/pump/status");
+    let state_topic = format!("test/{run:08x}/pump/state");
+    config.relays[0].availability_topic = will.clone();
+    config.relays[0].state_topic = state_topic.clone();
+    config.panel.operator = Some("alice".into());
+    let path = write_config(dir.path(), &config);
+    let (_devices, mut records) = devices(&config, Faults::default()).await;
+    let data = dir.path().join("data");
+    let mut wire = common::Wire::connect(&broker.url()).await;
+    wire.publish(&will, "offline", true).await;
+
+    let out = relayctl(&path, &data, &["set", "r0", "on"]);
+    assert_eq!(out.status.code(), Some(4), "{}", text(&out.stderr));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("r0: device offline since before ") && stderr.contains("--force"),
+        "{stderr}"
+    );
+    let out = relayctl(&path, &data, &["--json", "set", "r0", "off"]);
+    let json = one_json_object(&out);
+    assert_eq!(
+        (&json["outcome"], &json["exit_code"]),
+        (&"offline".into(), &4.into()),
+        "{json}"
+    );
+    assert_eq!(out.status.code(), Some(4));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(records.try_recv().is_err(), "nothing reached the device");
+
+    // A relay without a last will is not held back.
+    let out = relayctl(&path, &data, &["set", "r1", "on"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+
+    let out = relayctl(&path, &data, &["status"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let table = text(&out.stdout);
+    let r0 = table.lines().find(|l| l.starts_with("r0 ")).unwrap();
+    assert!(r0.contains("offline since before"), "{table}");
+    let out = relayctl(&path, &data, &["--json", "status"]);
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (&json[0]["online"], &json[1]["online"]),
+        (&false.into(), &serde_json::Value::Null),
+        "{json}"
+    );
+
+    let out = relayctl(&path, &data, &["set", "r0", "off", "--force"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(records.try_recv().is_ok(), "--force sent it");
+
+    // Back online; then switched at the device.
+    wire.publish(&will, "online", true).await;
+    let out = relayctl(&path, &data, &["set", "r0", "off"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    // `watch` hears the change while it runs (a one-shot status reads
+    // only what the broker keeps: a retained state).
+    wire.publish_with(
+        &state_topic,
+        "1",
+        true,
+        vec![("source".into(), "button".into())],
+    )
+    .await;
+    let out = relayctl(&path, &data, &["--json", "status"]);
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let r0 = &json[0];
+    assert_eq!(
+        (&r0["state"], &r0["evidence"], &r0["source"], &r0["online"]),
+        (
+            &"on".into(),
+            &"reported".into(),
+            &"retained".into(),
+            &true.into()
+        ),
+        "{r0}"
+    );
+    assert_eq!(
+        (
+            &r0["last_confirmed"]["state"],
+            &r0["last_confirmed"]["evidence"],
+            &r0["last_confirmed"]["operator"]
+        ),
+        (&"off".into(), &"correlated".into(), &"alice".into()),
+        "{r0}"
+    );
+    assert!(r0["at"].as_u64().unwrap() > 0, "{r0}");
+}

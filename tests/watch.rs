@@ -404,3 +404,96 @@ async fn watch_ends_cleanly_on_sigint() {
     assert_eq!(outcomes[0]["outcome"], "connection lost", "{rest:?}");
     assert_eq!(outcomes[0]["exit_code"], 1);
 }
+
+/// `watch --json` prints a device going offline and back
+/// (`{"event":"availability","online":…}`) and a change made at the device
+/// (`{"event":"changed","state":…,"source":…}`), and its `status` command
+/// gives the newest evidence with its source; the text form says the same
+/// in words.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_prints_availability_and_changes_at_the_device() {
+    let broker = Mosquitto::start();
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = config(&broker.url(), 1);
+    let run: u32 = rand::random();
+    let device = format!("shelly-{run:08x}");
+    config.relays[0] = relay_panel::config::RelayConfig::shelly("porch", &device, 0);
+    let path = write_config(dir.path(), &config);
+    let mut wire = common::Wire::connect(&broker.url()).await;
+    wire.publish(&format!("{device}/online"), "true", true)
+        .await;
+    let mut watch = Watch::start(&path, &dir.path().join("data"), true);
+    let online = watch.event(is("availability")).await;
+    assert_eq!(
+        (&online["relay"], &online["online"], &online["retained"]),
+        (&"porch".into(), &true.into(), &true.into()),
+        "{online}"
+    );
+
+    // The device loses power: its will.
+    wire.publish(&format!("{device}/online"), "false", true)
+        .await;
+    let offline = watch.event(is("availability")).await;
+    assert_eq!(
+        (&offline["online"], &offline["retained"]),
+        (&false.into(), &false.into()),
+        "{offline}"
+    );
+    assert!(offline["since_ms"].as_u64().unwrap() > 0, "{offline}");
+
+    wire.publish(&format!("{device}/online"), "true", true)
+        .await;
+    watch.event(is("availability")).await;
+    wire.publish(
+        &format!("{device}/events/rpc"),
+        r#"{"method":"NotifyStatus","params":{"switch:0":{"id":0,"output":true,"source":"button"}}}"#,
+        false,
+    )
+    .await;
+    let changed = watch.event(is("changed")).await;
+    assert_eq!(
+        (&changed["relay"], &changed["state"], &changed["source"]),
+        (&"porch".into(), &"on".into(), &"button".into()),
+        "{changed}"
+    );
+    watch.send("status");
+    let status = watch.event(is("status")).await;
+    let porch = &status["relays"][0];
+    assert_eq!(
+        (
+            &porch["state"],
+            &porch["source"],
+            &porch["online"],
+            &porch["last_confirmed"]
+        ),
+        (&"on".into(), &"button".into(), &true.into(), &Value::Null),
+        "{status}"
+    );
+    watch.close_stdin();
+    let (exit, _) = watch.exit(Duration::from_secs(10)).await;
+    assert!(exit.success());
+
+    // The same in words.
+    let mut watch = Watch::start(&path, &dir.path().join("data"), false);
+    watch
+        .text_line(|l| l.starts_with("connection: connected"))
+        .await;
+    wire.publish(&format!("{device}/online"), "false", true)
+        .await;
+    let line = watch.text_line(|l| l.starts_with("porch: device online")).await;
+    assert_eq!(line, "porch: device online", "the retained will, first");
+    let line = watch
+        .text_line(|l| l.starts_with("porch: device offline"))
+        .await;
+    assert!(line.starts_with("porch: device offline since 20"), "{line}");
+    wire.publish(
+        &format!("{device}/status/switch:0"),
+        r#"{"id":0,"source":"HTTP_in","output":false}"#,
+        false,
+    )
+    .await;
+    let line = watch
+        .text_line(|l| l.contains("changed at the device"))
+        .await;
+    assert_eq!(line, "porch: changed at the device: off (HTTP_in)");
+}

@@ -18,7 +18,7 @@ use relay_panel::engine::{
 use relay_panel::outcome::Outcome;
 use relay_panel::paths;
 use relay_panel::protocol::{Action, RelayState};
-use relay_panel::relay::{Phase, RelayStatus, format_age, format_rtt};
+use relay_panel::relay::{RelayStatus, format_rtt};
 use relay_panel::store::AuditEntry;
 use serde_json::{Value, json};
 use tokio::time::Instant;
@@ -94,7 +94,11 @@ enum Cmd {
         /// Relay id from the configuration.
         id: String,
     },
-    /// Show every relay's last acknowledged state and its age.
+    /// Show every relay's state (the newest evidence: the last
+    /// acknowledged answer, or a change made at the device), how it is
+    /// known, and whether the device is online (its retained last will,
+    /// read from the broker in a moment; unknown when the broker cannot
+    /// be reached).
     Status,
     /// Show recent requests and their outcomes from the audit log.
     Log {
@@ -148,7 +152,7 @@ fn run(args: &Args) -> anyhow::Result<u8> {
     let config = load_config(args)?;
     let data_dir = paths::data_dir(args.data_dir.clone());
     match &args.command {
-        Cmd::Status => store_views::status(args, &config, &data_dir),
+        Cmd::Status => store_views::status(args, &config),
         Cmd::Log { count } => store_views::log(args, &data_dir, *count),
         _ => unreachable!("set, get and watch are handled elsewhere"),
     }
@@ -415,5 +419,6 @@ fn print_outcome(config: &Config, entry: &AuditEntry) {
     }
 }
 
+mod describe;
 mod store_views;
 mod watch;

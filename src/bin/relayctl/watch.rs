@@ -9,7 +9,7 @@ use std::io::BufRead;
 use tokio::sync::mpsc;
 
 use super::*;
-use relay_panel::outcome::Evidence;
+use relay_panel::relay::Availability;
 
 /// Stdin lines waiting to be handled (the reading thread blocks when
 /// full, so a large piped script is not held in memory at once).
@@ -316,6 +316,11 @@ impl Watcher {
                     print_line(outcome_text(&self.config, &entry))?;
                 }
             }
+            Event::Availability {
+                relay,
+                availability,
+            } => self.print_availability(relay, availability)?,
+            Event::Changed { entry, .. } => self.print_change(&entry)?,
             Event::Warning(message) => {
                 if self.json {
                     print_line(json!({"event": "warning", "message": message}))?;
@@ -381,60 +386,70 @@ impl Watcher {
         let rows = self.config.relays.iter().zip(&self.statuses);
         if self.json {
             let relays: Vec<Value> = rows
-                .map(|(relay, status)| {
-                    let ack = status.last_acknowledged.as_ref();
-                    json!({
-                        "relay": relay.id,
-                        "state": ack.map(|a| a.state),
-                        "evidence": ack.map(|a| a.evidence),
-                        "acknowledged_at_ms": ack.map(|a| unix_ms(a.at)),
-                        "rtt_ms": ack.map(|a| millis(a.rtt)),
-                        "late": ack.map(|a| a.late),
-                        "restored": ack.map(|a| a.restored),
-                        "pending": status.is_pending(),
-                    })
-                })
+                .map(|(relay, status)| describe::status_json(relay, status))
                 .collect();
             return print_line(json!({"event": "status", "relays": relays}));
         }
         let now = SystemTime::now();
         for (relay, status) in rows {
-            let known = match &status.last_acknowledged {
-                Some(ack) => {
-                    let age = now.duration_since(ack.at).unwrap_or_default();
-                    let mut marks = Vec::new();
-                    if ack.evidence == Evidence::Reported {
-                        marks.push("reported by the device, not a reply");
-                    }
-                    if ack.late {
-                        marks.push("late answer");
-                    }
-                    if ack.restored {
-                        marks.push("from an earlier session");
-                    }
-                    let marks = if marks.is_empty() {
-                        String::new()
-                    } else {
-                        format!(" ({})", marks.join(", "))
-                    };
-                    format!("{}, acknowledged {}{marks}", ack.state, format_age(age))
-                }
-                None => "unknown, never acknowledged".to_owned(),
-            };
-            let pending = match &status.phase {
-                Phase::Pending { requested, .. } => format!("; pending: asked {requested}"),
-                _ => String::new(),
-            };
-            print_line(format_args!("status {}: {known}{pending}", relay.id))?;
+            print_line(format_args!(
+                "status {}: {}",
+                relay.id,
+                describe::known_text(status, now)
+            ))?;
         }
         Ok(())
     }
-}
 
-fn unix_ms(at: SystemTime) -> u64 {
-    at.duration_since(SystemTime::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
+    /// A device went online or offline: `{"event":"availability",
+    /// "relay":…,"online":true|false,"since_ms":…,"retained":…}`, or
+    /// `pump-1: device offline since …`.
+    fn print_availability(&self, relay: usize, availability: Availability) -> std::io::Result<()> {
+        let Some(config) = self.config.relays.get(relay) else {
+            return Ok(());
+        };
+        let Some((since, retained)) = availability.since() else {
+            return Ok(());
+        };
+        if self.json {
+            return print_line(json!({
+                "event": "availability",
+                "relay": config.id,
+                "online": availability.online(),
+                "since_ms": describe::unix_ms(since),
+                "retained": retained,
+            }));
+        }
+        print_line(format_args!(
+            "{}: device {}",
+            config.id,
+            describe::availability_text(availability)
+        ))
+    }
+
+    /// A change at the device: `{"event":"changed","relay":…,"state":…,
+    /// "source":…}`, or `pump-1: changed at the device: on (button)`.
+    fn print_change(&self, entry: &AuditEntry) -> std::io::Result<()> {
+        if self.json {
+            return print_line(json!({
+                "event": "changed",
+                "relay": entry.relay_id,
+                "state": entry.state,
+                "source": entry.detail,
+                "at_ms": describe::unix_ms(entry.at),
+            }));
+        }
+        let state = entry.state.map(|s| s.as_str()).unwrap_or("?");
+        let source = entry
+            .detail
+            .as_deref()
+            .map(|s| format!(" ({s})"))
+            .unwrap_or_default();
+        print_line(format_args!(
+            "{}: changed at the device: {state}{source}",
+            entry.relay_id
+        ))
+    }
 }
 
 /// One readable line for a request's outcome or a late answer:
