@@ -24,6 +24,16 @@ pub fn outcome_colour(outcome: Outcome) -> Option<Color32> {
     }
 }
 
+/// Who the entry says acted: "by alice" for a request, "at the device"
+/// for a change at the device (nobody this panel knows asked for it; what
+/// switched it, when the device says, is in the detail column).
+pub fn who(entry: &AuditEntry) -> String {
+    match entry.outcome {
+        Outcome::ChangedAtDevice => "at the device".to_owned(),
+        _ => format!("by {}", entry.operator),
+    }
+}
+
 /// Draws the activity panel: the entries matching `filter` (as shown:
 /// names, not only ids), how many of how many, and an export of what is
 /// shown.
@@ -114,7 +124,7 @@ fn row(ui: &mut egui::Ui, model: &Model, entry: &AuditEntry) {
             .unwrap_or_default(),
     );
     ui.label(entry.rtt.map(format_rtt).unwrap_or_else(|| "—".to_owned()));
-    ui.label(RichText::new(format!("by {}", entry.operator)).weak());
+    ui.label(RichText::new(who(entry)).weak());
     if let Some(detail) = &entry.detail {
         let size = egui::vec2(
             ui.available_width().max(120.0),

@@ -1,12 +1,15 @@
-//! A relay's detail window: configuration, last acknowledgement, round-trip
-//! plot and recent history.
+//! A relay's detail window: configuration, the device's availability (its
+//! last will), its latest report of its own, the last acknowledgement,
+//! round-trip plot and recent history.
 
 use egui::RichText;
 
+use super::activity::who;
 use super::intent::Intent;
 use super::model::Model;
-use crate::config::Kind;
-use crate::relay::{format_rtt, format_time};
+use crate::config::{Kind, RelayConfig};
+use crate::outcome::Outcome;
+use crate::relay::{Acknowledgement, Availability, DeviceReport, format_rtt, format_time};
 
 /// Gap between the detail window and the edges of the panel's window.
 const MARGIN: f32 = 12.0;
@@ -34,7 +37,7 @@ pub fn show(ctx: &egui::Context, model: &Model, relay: usize) -> Option<Intent> 
             egui::Grid::new("detail_grid")
                 .num_columns(2)
                 .show(ui, |ui| {
-                    let rows: [(&str, String); 9] = [
+                    let rows: [(&str, String); 11] = [
                         ("Id", config.id.clone()),
                         ("Group", config.group.clone()),
                         ("Kind", config.kind.to_string()),
@@ -65,23 +68,22 @@ pub fn show(ctx: &egui::Context, model: &Model, relay: usize) -> Option<Intent> 
                             },
                         ),
                         (
+                            "Availability",
+                            availability_line(config, status.availability),
+                        ),
+                        (
+                            "Device's own report",
+                            status
+                                .device_report
+                                .as_ref()
+                                .map_or_else(|| "none heard".to_owned(), report_line),
+                        ),
+                        (
                             "Last acknowledged",
-                            match &status.last_acknowledged {
-                                Some(a) => format!(
-                                    "{}, {} at {} (round trip {}){}{}",
-                                    a.state.as_str().to_uppercase(),
-                                    a.evidence.verb(),
-                                    format_time(a.at),
-                                    format_rtt(a.rtt),
-                                    if a.late { ", late" } else { "" },
-                                    if a.restored {
-                                        ", from an earlier session"
-                                    } else {
-                                        ""
-                                    }
-                                ),
-                                None => "never".into(),
-                            },
+                            status
+                                .last_acknowledged
+                                .as_ref()
+                                .map_or_else(|| "never".to_owned(), ack_line),
                         ),
                     ];
                     for (key, value) in rows {
@@ -105,8 +107,17 @@ pub fn show(ctx: &egui::Context, model: &Model, relay: usize) -> Option<Intent> 
                         .filter(|e| e.relay_id == config.id)
                         .take(50)
                     {
+                        // A change at the device has no round trip: what
+                        // switched it (its source) instead.
+                        let after = match entry.outcome {
+                            Outcome::ChangedAtDevice => match &entry.detail {
+                                Some(source) => format!("{}, {source}", who(entry)),
+                                None => who(entry),
+                            },
+                            _ => entry.rtt.map(format_rtt).unwrap_or_default(),
+                        };
                         ui.label(format!(
-                            "{}  {:<5} {}{}  {}",
+                            "{}  {:<5} {}{}  {after}",
                             format_time(entry.at),
                             entry.action.as_str(),
                             entry.outcome,
@@ -114,7 +125,6 @@ pub fn show(ctx: &egui::Context, model: &Model, relay: usize) -> Option<Intent> 
                                 .state
                                 .map(|s| format!(": {}", s.as_str().to_uppercase()))
                                 .unwrap_or_default(),
-                            entry.rtt.map(format_rtt).unwrap_or_default()
                         ));
                     }
                 });
@@ -123,6 +133,85 @@ pub fn show(ctx: &egui::Context, model: &Model, relay: usize) -> Option<Intent> 
         intent = Some(Intent::CloseDetail);
     }
     intent
+}
+
+/// The device's availability, with the topic it comes from: "offline
+/// since … (its last will on <topic>)", "unknown: nothing heard on
+/// <topic>", "no last-will topic configured".
+pub fn availability_line(config: &RelayConfig, availability: Availability) -> String {
+    let Some(topic) = config.availability_topic() else {
+        return "unknown: no last-will topic configured (availability_topic)".to_owned();
+    };
+    match availability {
+        Availability::Unknown => format!("unknown: nothing heard on {topic}"),
+        Availability::Online { since, retained } => {
+            if retained {
+                format!(
+                    "online since before {} (retained, on {topic})",
+                    format_time(since)
+                )
+            } else {
+                format!("online since {} (on {topic})", format_time(since))
+            }
+        }
+        Availability::Offline { since, retained } => {
+            if retained {
+                format!(
+                    "offline since before {} (a retained last will on {topic}); commands may \
+                     never arrive",
+                    format_time(since)
+                )
+            } else {
+                format!(
+                    "offline since {} (its last will on {topic}); commands may never arrive",
+                    format_time(since)
+                )
+            }
+        }
+    }
+}
+
+/// The device's own latest report: "ON at … (button)", or a retained
+/// one whose time is unknown.
+pub fn report_line(report: &DeviceReport) -> String {
+    let state = report.state.as_str().to_uppercase();
+    let mut line = if report.retained {
+        format!(
+            "{state}, a retained message heard at {} (published before; time unknown)",
+            format_time(report.at)
+        )
+    } else {
+        format!("{state} at {}", format_time(report.at))
+    };
+    if let Some(source) = &report.source {
+        line.push_str(&format!(" ({source})"));
+    }
+    if report.restored {
+        line.push_str(", from an earlier session");
+    }
+    line
+}
+
+/// The last acknowledgement: its state, how it is known, when, the round
+/// trip and who asked.
+pub fn ack_line(ack: &Acknowledgement) -> String {
+    let mut line = format!(
+        "{}, {} at {} (round trip {})",
+        ack.state.as_str().to_uppercase(),
+        ack.evidence.verb(),
+        format_time(ack.at),
+        format_rtt(ack.rtt),
+    );
+    if let Some(operator) = ack.operator.as_deref().filter(|o| !o.is_empty()) {
+        line.push_str(&format!(", by {operator}"));
+    }
+    if ack.late {
+        line.push_str(", late");
+    }
+    if ack.restored {
+        line.push_str(", from an earlier session");
+    }
+    line
 }
 
 /// A small line plot of round trips in milliseconds, with its range.

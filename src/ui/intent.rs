@@ -6,12 +6,14 @@
 
 use crate::config::Config;
 use crate::protocol;
+use crate::relay::Availability;
 
 /// Something the technician asked for, applied after drawing.
 #[derive(Debug, Clone, PartialEq)]
 #[must_use]
 pub enum Intent {
-    /// Switch or query a relay (asks first for `confirm = true` relays).
+    /// Switch or query a relay (a switch asks first for `confirm = true`
+    /// relays and relays whose device is offline).
     Switch {
         /// Index into `config.relays`.
         relay: usize,
@@ -69,12 +71,17 @@ pub enum Intent {
 /// A question the technician must answer before something switches.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Confirmation {
-    /// One relay with `confirm = true`.
+    /// One relay with `confirm = true`, or whose device is offline.
     Relay {
         /// Index into `config.relays`.
         relay: usize,
         /// On or off.
         action: protocol::Action,
+        /// The device's availability when the dialog opened, when it was
+        /// offline (`None` otherwise): the dialog says since when, and its
+        /// default button is Cancel. Fixed when it opened, as a group's
+        /// relays are, so the question does not change under the pointer.
+        offline: Option<Availability>,
     },
     /// A group's "All on" / "All off": exactly the relays it names, fixed
     /// when it opened, are what is sent and counted.
@@ -88,13 +95,21 @@ pub struct GroupQuestion {
     pub group: usize,
     /// On or off.
     pub action: protocol::Action,
-    /// Relays switched on "Switch": shown, idle, not `confirm = true`.
+    /// Relays switched on "Switch": shown, idle, online or of unknown
+    /// availability, not `confirm = true`.
     pub relays: Vec<usize>,
     /// Shown, idle relays with `confirm = true`: switched only when the
     /// technician ticks them too (a second, explicit confirmation).
     pub ask_first: Vec<usize>,
     /// Whether the `ask_first` relays are ticked.
     pub include_ask_first: bool,
+    /// Shown, idle relays whose device is offline (its last will): named,
+    /// and left alone unless the technician ticks them too, as the
+    /// `confirm = true` ones (whether or not they are also `confirm =
+    /// true`: the tick names them, which is that relay's confirmation).
+    pub offline: Vec<usize>,
+    /// Whether the `offline` relays are ticked.
+    pub include_offline: bool,
     /// Relays of the group the filter hides (left alone).
     pub hidden: usize,
     /// Shown relays with a request in flight (left alone).
@@ -107,6 +122,9 @@ impl GroupQuestion {
         let mut relays = self.relays.clone();
         if self.include_ask_first {
             relays.extend_from_slice(&self.ask_first);
+        }
+        if self.include_offline {
+            relays.extend_from_slice(&self.offline);
         }
         relays
     }

@@ -254,7 +254,8 @@ impl Model {
 
     /// The audit entries the activity panel shows for `filter` (matched,
     /// case-insensitively, against what it shows: the relay's name and id,
-    /// the action, the outcome, the detail and the operator), newest first.
+    /// the action, the outcome, the detail and who acted: "by alice", "at
+    /// the device"), newest first.
     pub fn activity(&self, filter: &str) -> Vec<&AuditEntry> {
         let needle = filter.trim().to_lowercase();
         self.audit
@@ -272,12 +273,13 @@ impl Model {
     }
 
     fn entry_matches(&self, entry: &AuditEntry, needle: &str) -> bool {
+        let who = super::activity::who(entry);
         [
             self.relay_name(entry),
             entry.relay_id.as_str(),
             entry.outcome.code(),
             entry.action.as_str(),
-            entry.operator.as_str(),
+            who.as_str(),
         ]
         .into_iter()
         .chain(entry.detail.as_deref())

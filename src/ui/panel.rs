@@ -537,15 +537,26 @@ impl Panel {
     pub fn apply(&mut self, intent: Intent) {
         match intent {
             Intent::Switch { relay, action } => {
-                let needs_confirm = self
+                // A query changes nothing: it never asks, even offline.
+                let switching = action != protocol::Action::Query;
+                let confirm = self
                     .model
                     .config
                     .relays
                     .get(relay)
-                    .is_some_and(|r| r.confirm)
-                    && action != protocol::Action::Query;
-                if needs_confirm {
-                    self.ask(Confirmation::Relay { relay, action });
+                    .is_some_and(|r| r.confirm);
+                let offline = self
+                    .model
+                    .statuses
+                    .get(relay)
+                    .map(|s| s.availability)
+                    .filter(|a| a.is_offline());
+                if switching && (confirm || offline.is_some()) {
+                    self.ask(Confirmation::Relay {
+                        relay,
+                        action,
+                        offline,
+                    });
                 } else {
                     self.send(relay, action);
                 }
@@ -556,7 +567,7 @@ impl Panel {
                 }
             }
             Intent::Confirm => match self.confirmation.take() {
-                Some(Confirmation::Relay { relay, action }) => self.send(relay, action),
+                Some(Confirmation::Relay { relay, action, .. }) => self.send(relay, action),
                 Some(Confirmation::Group(question)) => {
                     // Exactly what the dialog promised, counted as sent.
                     let relays = question.chosen();
@@ -650,7 +661,8 @@ impl Panel {
 
     /// What "All on" / "All off" of `group` would switch now: the relays
     /// its heading counts under the current filter, minus those with a
-    /// request in flight; `confirm = true` relays apart, to be ticked.
+    /// request in flight; relays whose device is offline and `confirm =
+    /// true` relays apart, each to be ticked.
     pub fn group_question(&self, group: usize, action: protocol::Action) -> Option<GroupQuestion> {
         let members = &self.model.groups.get(group)?.relays;
         let needle = self.filter.trim().to_lowercase();
@@ -660,6 +672,8 @@ impl Panel {
             relays: Vec::new(),
             ask_first: Vec::new(),
             include_ask_first: false,
+            offline: Vec::new(),
+            include_offline: false,
             hidden: 0,
             busy: 0,
         };
@@ -668,6 +682,8 @@ impl Panel {
                 question.hidden += 1;
             } else if self.model.statuses[relay].is_pending() {
                 question.busy += 1;
+            } else if self.model.statuses[relay].availability.is_offline() {
+                question.offline.push(relay);
             } else if self.model.config.relays[relay].confirm {
                 question.ask_first.push(relay);
             } else {

@@ -26,11 +26,12 @@ use super::fit::{cell, elided_label};
 use super::intent::Intent;
 use super::model::{Model, Row, whole_second};
 use super::row_layout::{BADGE_WIDTH, buttons_width, widest_name};
+use crate::config::RelayConfig;
 use crate::outcome::Evidence;
 use crate::protocol::{self, RelayState};
 use crate::relay::{
-    Acknowledgement, DeviceReport, Failure, LateAnswer, Phase, RelayStatus, Shown, format_age,
-    format_rtt, format_time,
+    Acknowledgement, Availability, DeviceReport, Failure, LateAnswer, Phase, RelayStatus, Shown,
+    format_age, format_rtt, format_time,
 };
 
 pub use super::row_layout::{ROW_HEIGHT, RowCells, RowLayout, TWO_LINE_ROW_HEIGHT};
@@ -211,6 +212,88 @@ pub fn ack_text(status: &RelayStatus, now: SystemTime) -> (String, String) {
             (text, hover)
         }
     }
+}
+
+/// A time of day for a row, local: "10:42" today, "2026-12-03 10:42" on
+/// another day (a device offline since yesterday must not read as today).
+pub fn clock(at: SystemTime, now: SystemTime) -> String {
+    let at: chrono::DateTime<chrono::Local> = at.into();
+    let today: chrono::DateTime<chrono::Local> = now.into();
+    if at.date_naive() == today.date_naive() {
+        at.format("%H:%M").to_string()
+    } else {
+        at.format("%Y-%m-%d %H:%M").to_string()
+    }
+}
+
+/// What a row says about its device's availability, and the hover that
+/// says what it means: *offline since 10:42* ("since before" when only a
+/// retained last will was heard). `None` when online or unknown: a row
+/// stays calm unless something is wrong (Details tells every case).
+pub fn availability_text(
+    relay: &RelayConfig,
+    availability: Availability,
+    now: SystemTime,
+) -> Option<(String, String)> {
+    let Availability::Offline { since, retained } = availability else {
+        return None;
+    };
+    let topic = relay.availability_topic().unwrap_or_default();
+    let (text, heard) = if retained {
+        (
+            format!("offline since before {}", clock(since, now)),
+            format!(
+                "Offline since before {}: a retained last will on {topic} was heard when the \
+                 panel subscribed (when the device went offline is unknown).",
+                format_time(since)
+            ),
+        )
+    } else {
+        (
+            format!("offline since {}", clock(since, now)),
+            format!(
+                "Offline since {}: its last will on {topic} was published.",
+                format_time(since)
+            ),
+        )
+    };
+    let hover = format!(
+        "{heard}\nIts last will says it lost its connection to the broker; commands may never \
+         arrive. The state shown is the last one known. On and Off ask before sending."
+    );
+    Some((text, hover))
+}
+
+/// When the latest request ended (`None` while idle or in flight).
+fn request_ended(phase: &Phase) -> Option<SystemTime> {
+    match phase {
+        Phase::Idle | Phase::Pending { .. } => None,
+        Phase::Confirmed { at, .. } | Phase::Failed { at, .. } | Phase::Late { at, .. } => {
+            Some(*at)
+        }
+    }
+}
+
+/// Whether the latest request's outcome is old news, hidden from the row:
+/// the device said something newer by itself after the request ended (a
+/// report no request explains, or its last will).
+///
+/// Hidden rather than dimmed: beside an outlined ON *reported by the
+/// device 2 min ago (button)*, an older *confirmed in 3 ms* (of a request
+/// that switched it OFF) reads as if ON had been confirmed, dimmed or
+/// not, and a row that explains itself in two tenses is not calm. The
+/// outcome is not lost: the badge's hover names the last confirmation
+/// (when, by whom), and the activity log and Details keep every request.
+pub fn outcome_superseded(status: &RelayStatus) -> bool {
+    let Some(ended) = request_ended(&status.phase) else {
+        return false;
+    };
+    let reported_after = matches!(status.shown(), Some(Shown::Device(report)) if report.at > ended);
+    let offline_after = matches!(
+        status.availability,
+        Availability::Offline { since, .. } if since > ended
+    );
+    reported_after || offline_after
 }
 
 /// What the status column says, and its colour (`None`: normal text).
@@ -633,9 +716,16 @@ fn relay_row(ui: &mut egui::Ui, row: &RowContext<'_>) -> DrawnRow {
         } else {
             "Not connected to the broker"
         };
+        let offline = status.availability.is_offline();
         for button in RowButton::ALL {
             let response = ui.add_enabled(enabled(button), egui::Button::new(button.label()));
             let response = match button {
+                RowButton::On | RowButton::Off if offline => response
+                    .on_hover_text(
+                        "The device is offline (its last will): asks before sending, as the \
+                         command may never arrive",
+                    )
+                    .on_disabled_hover_text(why),
                 RowButton::On | RowButton::Off => response.on_disabled_hover_text(why),
                 RowButton::Refresh => response
                     .on_hover_text("Ask the device for its state")
@@ -687,8 +777,16 @@ fn relay_row(ui: &mut egui::Ui, row: &RowContext<'_>) -> DrawnRow {
         elided_label(ui, ack, Some(&hover));
     });
     cell(ui, cells.outcome, |ui| {
+        // The device's availability first: it is about now, the outcome
+        // about the last request. Greyed, in words (never colour alone).
+        if let Some((text, hover)) = availability_text(relay, status.availability, row.now) {
+            elided_label(ui, RichText::new(text).weak(), Some(&hover));
+        }
         if status.is_pending() {
             ui.add(egui::Spinner::new().size(16.0));
+        }
+        if outcome_superseded(status) {
+            return;
         }
         if let Some((text, colour)) = phase_text(status, row.now) {
             let mut text = RichText::new(text);
@@ -791,5 +889,124 @@ mod tests {
             "{hover}"
         );
         assert!(hover.contains("Reported ON at "), "{hover}");
+    }
+
+    /// An offline device reads "offline since 10:42" (local time; "since
+    /// before" for a retained last will, a date on another day); online
+    /// and unknown add nothing to the row.
+    #[test]
+    fn availability_text_tells_offline_only() {
+        let relay = RelayConfig::shelly("porch", "shelly-1", 0);
+        let now = SystemTime::now();
+        let since = now - Duration::from_secs(60);
+        let hhmm = chrono::DateTime::<chrono::Local>::from(since)
+            .format("%H:%M")
+            .to_string();
+        let (text, hover) = availability_text(
+            &relay,
+            Availability::Offline {
+                since,
+                retained: false,
+            },
+            now,
+        )
+        .unwrap();
+        // Just after midnight a minute ago is yesterday: the date shows.
+        assert!(
+            text.starts_with("offline since ") && text.ends_with(&hhmm),
+            "{text}"
+        );
+        assert!(hover.contains("shelly-1/online"), "{hover}");
+        assert!(hover.contains("commands may never arrive"), "{hover}");
+        let (text, _) = availability_text(
+            &relay,
+            Availability::Offline {
+                since,
+                retained: true,
+            },
+            now,
+        )
+        .unwrap();
+        assert!(text.starts_with("offline since before "), "{text}");
+        let days_ago = now - Duration::from_secs(3 * 86_400);
+        let (text, _) = availability_text(
+            &relay,
+            Availability::Offline {
+                since: days_ago,
+                retained: false,
+            },
+            now,
+        )
+        .unwrap();
+        let date = chrono::DateTime::<chrono::Local>::from(days_ago)
+            .format("%Y-%m-%d %H:%M")
+            .to_string();
+        assert_eq!(text, format!("offline since {date}"));
+        for quiet in [
+            Availability::Unknown,
+            Availability::Online {
+                since,
+                retained: false,
+            },
+        ] {
+            assert_eq!(availability_text(&relay, quiet, now), None);
+        }
+    }
+
+    /// The last request's outcome is hidden once the device said
+    /// something newer by itself (a change at the device, its last will);
+    /// never while it is in flight, nor for news older than its end.
+    #[test]
+    fn outcome_is_hidden_by_newer_device_news() {
+        let at = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let confirmed = || {
+            let mut status = RelayStatus::default();
+            status
+                .begin(crate::protocol::Action::Off, at, Duration::from_secs(3))
+                .unwrap();
+            status.confirm(
+                RelayState::Off,
+                Evidence::Correlated,
+                at,
+                at,
+                Duration::from_millis(3),
+                "alice",
+            );
+            status
+        };
+        assert!(!outcome_superseded(&confirmed()));
+        assert!(!outcome_superseded(&RelayStatus::default()));
+        // A wall button two minutes later.
+        let mut pressed = confirmed();
+        pressed.device_reported(
+            RelayState::On,
+            Some("button".into()),
+            at + Duration::from_secs(120),
+            false,
+            false,
+        );
+        assert!(outcome_superseded(&pressed));
+        // Offline after the request ended; offline before it (the request
+        // failed because of it: its outcome stays).
+        let mut gone = confirmed();
+        gone.set_availability(false, at + Duration::from_secs(5), false);
+        assert!(outcome_superseded(&gone));
+        let mut failed = RelayStatus::default();
+        failed.set_availability(false, at, true);
+        failed
+            .begin(crate::protocol::Action::On, at, Duration::from_secs(3))
+            .unwrap();
+        assert!(!outcome_superseded(&failed), "in flight");
+        failed.fail(
+            Failure::NoResponse {
+                after: Duration::from_secs(3),
+            },
+            at + Duration::from_secs(3),
+            None,
+        );
+        assert!(!outcome_superseded(&failed));
+        // Back online says nothing against the outcome.
+        failed.set_availability(true, at + Duration::from_secs(9), false);
+        assert!(!outcome_superseded(&failed));
     }
 }

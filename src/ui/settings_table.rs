@@ -1,7 +1,16 @@
 //! The Settings window's relay table: one row per relay, its kind chosen
 //! in a combo box and that kind's own keys ([`Kind::own_keys`]) in the
-//! row. An *Address* column holds where the device is (one or two fields
-//! by kind); payloads a kind fixes are shown greyed, not editable.
+//! row. An *Address* column holds where the device is (two fields by
+//! kind) and a *last will…* button whose popup holds the device's
+//! availability topic and its two payloads (editable for `mqtt5` and
+//! `state`, shown greyed for the kinds that fix them); payloads a kind
+//! fixes are shown greyed, not editable.
+//!
+//! The last will's three fields live in a popup rather than in columns
+//! of their own: at 800×600 the address column has some 200 px, which two
+//! more topics and two payloads cannot share, and the payloads are rarely
+//! changed from `online` / `offline`. The button's face says whether a
+//! topic is set, and it is framed red when one of its fields is wrong.
 //!
 //! The table goes on one line per relay when the window is wide enough
 //! for every column, and on two (two fields stacked in each column) when
@@ -12,7 +21,7 @@ use std::collections::HashMap;
 use egui::{Align, RichText};
 use egui_extras::{Column, TableBuilder};
 
-use super::fit::text_width;
+use super::fit::{button_width, text_width};
 use super::settings::Draft;
 use crate::config::{Kind, Place, RelayConfig};
 
@@ -60,10 +69,13 @@ impl Field {
             Field::Kind => Some("How the device is spoken to (hover a kind in its list)"),
             Field::Address => Some(
                 "Where the device is, by kind:\n\
-                 mqtt5: the request topic\n\
+                 mqtt5: the request topic, then the state topic (optional: where the device \
+                 publishes its state by itself)\n\
                  shelly: the device's topic prefix and the switch id\n\
                  tasmota: the device's %topic% and n of POWERn (empty: POWER)\n\
-                 state: the command topic, then the state topic",
+                 state: the command topic, then the state topic\n\
+                 last will…: the device's availability topic and its payloads (set for mqtt5 \
+                 and state; fixed for shelly and tasmota)",
             ),
             Field::PayloadQuery => Some(
                 "Asks the state without changing it. Opt-in for mqtt5 and state; \
@@ -85,9 +97,13 @@ type ColumnSpec = (&'static [Field], f32);
 
 /// The address column takes what the others leave, this much at least
 /// on one line (room for two topics side by side: a command and a state
-/// topic of some 25 characters each, or a Shelly's device id and switch).
-/// The table goes on one line per relay only when the address gets it.
-const ADDRESS_NARROWEST: f32 = 420.0;
+/// topic of some 25 characters each, or a Shelly's device id and switch,
+/// and the *last will…* button). The table goes on one line per relay
+/// only when the address gets it.
+const ADDRESS_NARROWEST: f32 = 500.0;
+
+/// The text of the button that opens a relay's last-will fields.
+const LAST_WILL: &str = "last will…";
 
 /// One line per relay, a column per field. Payloads such as `TOGGLE`
 /// must show whole: 80 px at least.
@@ -116,7 +132,7 @@ const NARROW: [ColumnSpec; 6] = [
     (&[Field::Confirm, Field::Remove], 60.0),
 ];
 
-/// One field of an address: which key it edits.
+/// One field of an address or of a last will: which key it edits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Part {
     RequestTopic,
@@ -125,6 +141,9 @@ enum Part {
     Power,
     CommandTopic,
     StateTopic,
+    AvailabilityTopic,
+    PayloadAvailable,
+    PayloadNotAvailable,
 }
 
 impl Part {
@@ -137,6 +156,9 @@ impl Part {
             Part::Power => "power",
             Part::CommandTopic => "command_topic",
             Part::StateTopic => "state_topic",
+            Part::AvailabilityTopic => "availability_topic",
+            Part::PayloadAvailable => "payload_available",
+            Part::PayloadNotAvailable => "payload_not_available",
         }
     }
 
@@ -149,6 +171,9 @@ impl Part {
             Part::Power => "Power",
             Part::CommandTopic => "Command topic",
             Part::StateTopic => "State topic",
+            Part::AvailabilityTopic => "Availability topic",
+            Part::PayloadAvailable => "Payload available",
+            Part::PayloadNotAvailable => "Payload not available",
         }
     }
 
@@ -161,7 +186,11 @@ impl Part {
             (Part::Switch, _) => "0",
             (Part::Power, _) => "–",
             (Part::CommandTopic, _) => "command topic",
+            (Part::StateTopic, Kind::Mqtt5) => "state topic (optional)",
             (Part::StateTopic, _) => "state topic",
+            (Part::AvailabilityTopic, _) => "none (availability unknown)",
+            (Part::PayloadAvailable, _) => crate::config::DEFAULT_PAYLOAD_AVAILABLE,
+            (Part::PayloadNotAvailable, _) => crate::config::DEFAULT_PAYLOAD_NOT_AVAILABLE,
         }
     }
 
@@ -184,10 +213,52 @@ impl Part {
             (Part::CommandTopic, _) => {
                 "Command topic: where the panel publishes the payloads on, off and query"
             }
+            (Part::StateTopic, Kind::Mqtt5) => {
+                "State topic (optional): where the device publishes its state by itself \
+                 (payload on / off). A state there that no request explains shows as a change \
+                 at the device; answers still come to the panel's response topic"
+            }
             (Part::StateTopic, _) => {
                 "State topic: where the device publishes its state (payload on / off)"
             }
+            (Part::AvailabilityTopic, _) => {
+                "Availability topic (optional): the device's last will. The broker publishes \
+                 the offline payload there when the device's connection drops; the panel then \
+                 shows the relay offline and asks before switching it. Empty: availability \
+                 unknown"
+            }
+            (Part::PayloadAvailable, _) => {
+                "Payload available: what the device publishes on its availability topic when \
+                 it is online"
+            }
+            (Part::PayloadNotAvailable, _) => {
+                "Payload not available: its last will's payload, published when it goes offline"
+            }
         }
+    }
+}
+
+/// The last-will fields a kind lets be chosen (in the *last will…*
+/// popup); none for the kinds whose firmware fixes them.
+fn will_parts(kind: Kind) -> &'static [Part] {
+    match kind {
+        Kind::Mqtt5 | Kind::State => &[
+            Part::AvailabilityTopic,
+            Part::PayloadAvailable,
+            Part::PayloadNotAvailable,
+        ],
+        Kind::Shelly | Kind::Tasmota => &[],
+    }
+}
+
+/// What the firmware of a kind that fixes its last will publishes there:
+/// (topic, online, offline), shown greyed in the popup.
+fn fixed_will(relay: &RelayConfig) -> Option<(String, &'static str, &'static str)> {
+    let topic = relay.availability_topic().unwrap_or_default();
+    match relay.kind {
+        Kind::Mqtt5 | Kind::State => None,
+        Kind::Shelly => Some((topic, "true", "false")),
+        Kind::Tasmota => Some((topic, "Online", "Offline")),
     }
 }
 
@@ -547,73 +618,148 @@ fn plain_cell(
     }
 }
 
-/// Where the relay's device is: its kind's one or two address fields, side
-/// by side (one line per relay) or the second under the first. Each is
-/// named for a screen reader, explained on hover with the topic the panel
-/// will publish to, and framed red with validation's message when wrong.
-/// `focus`: the first field takes the cursor (the kind just changed).
+/// Where the relay's device is: its kind's two address fields and the
+/// *last will…* button, side by side (one line per relay), or the first
+/// field and the button on the first line and the second field under them
+/// (two lines). Each field is named for a screen reader, explained on
+/// hover with the topic the panel will publish to, and framed red with
+/// validation's message when wrong. `focus`: the first field takes the
+/// cursor (the kind just changed).
 fn address(ui: &mut egui::Ui, cells: &Cells, relay: &mut RelayConfig, focus: bool) -> bool {
     let gap = ui.spacing().item_spacing.x;
     let width = ui.available_width();
-    let (first, second) = address_parts(relay.kind);
-    let Some((joint, second)) = second else {
-        // On the first line, as the others' first fields.
-        let mut one = |ui: &mut egui::Ui| part(ui, cells, relay, first, Some(width), focus);
-        return if cells.wide {
-            one(ui)
-        } else {
-            ui.vertical(one).inner
-        };
-    };
+    let (first, joint, second) = address_parts(relay.kind);
     let joint_width = text_width(ui, RichText::new(joint).weak(), egui::TextStyle::Body);
+    let will_width = button_width(ui, LAST_WILL);
     // A switch id or a POWER number is a digit or two; two topics share
     // the room.
     let second_width = match second {
-        Part::StateTopic if cells.wide => (width - joint_width - 2.0 * gap) / 2.0,
+        Part::StateTopic if cells.wide => (width - joint_width - will_width - 3.0 * gap) / 2.0,
         Part::StateTopic => width - joint_width - gap,
         _ => 36.0,
     };
     let first_width = if cells.wide {
-        width - joint_width - second_width - 2.0 * gap
+        width - joint_width - second_width - will_width - 3.0 * gap
     } else {
-        width
+        width - will_width - gap
     };
-    let mut both = |ui: &mut egui::Ui| {
-        let mut changed = part(ui, cells, relay, first, Some(first_width.max(40.0)), focus);
-        let mut second_line = |ui: &mut egui::Ui| {
-            ui.label(RichText::new(joint).weak());
-            changed |= part(
-                ui,
-                cells,
-                relay,
-                second,
-                Some(second_width.max(30.0)),
-                false,
-            );
-        };
-        if cells.wide {
-            second_line(ui);
-        } else {
-            ui.horizontal(second_line);
-        }
-        changed
+    let mut changed = false;
+    let first_line = |ui: &mut egui::Ui, relay: &mut RelayConfig| {
+        part(ui, cells, relay, first, Some(first_width.max(40.0)), focus)
+    };
+    let second_line = |ui: &mut egui::Ui, relay: &mut RelayConfig| {
+        ui.label(RichText::new(joint).weak());
+        part(
+            ui,
+            cells,
+            relay,
+            second,
+            Some(second_width.max(30.0)),
+            false,
+        )
     };
     if cells.wide {
-        both(ui)
+        changed |= first_line(ui, relay);
+        changed |= second_line(ui, relay);
+        changed |= last_will(ui, cells, relay);
     } else {
-        ui.vertical(both).inner
+        ui.vertical(|ui| {
+            ui.horizontal(|ui| {
+                changed |= first_line(ui, relay);
+                changed |= last_will(ui, cells, relay);
+            });
+            ui.horizontal(|ui| changed |= second_line(ui, relay));
+        });
     }
+    changed
 }
 
 /// A kind's address fields: the first, and the second with the word
 /// shown before it.
-fn address_parts(kind: Kind) -> (Part, Option<(&'static str, Part)>) {
+fn address_parts(kind: Kind) -> (Part, &'static str, Part) {
     match kind {
-        Kind::Mqtt5 => (Part::RequestTopic, None),
-        Kind::Shelly => (Part::Device, Some(("switch", Part::Switch))),
-        Kind::Tasmota => (Part::Device, Some(("POWER", Part::Power))),
-        Kind::State => (Part::CommandTopic, Some(("state", Part::StateTopic))),
+        Kind::Mqtt5 => (Part::RequestTopic, "state", Part::StateTopic),
+        Kind::Shelly => (Part::Device, "switch", Part::Switch),
+        Kind::Tasmota => (Part::Device, "POWER", Part::Power),
+        Kind::State => (Part::CommandTopic, "state", Part::StateTopic),
     }
+}
+
+/// The *last will…* button and, while it is open, its popup with the
+/// device's availability topic and payloads (greyed where the kind fixes
+/// them); returns whether a field was edited. The button is framed red
+/// when validation has a problem with one of them, its hover saying which.
+fn last_will(ui: &mut egui::Ui, cells: &Cells, relay: &mut RelayConfig) -> bool {
+    let topic = relay.availability_topic();
+    let about = match &topic {
+        Some(topic) => format!("The device's last will (availability): {topic}"),
+        None => {
+            "No last-will topic: the device's availability is unknown. Click to set one".to_owned()
+        }
+    };
+    let problems: Vec<&str> = [
+        Part::AvailabilityTopic,
+        Part::PayloadAvailable,
+        Part::PayloadNotAvailable,
+    ]
+    .into_iter()
+    .filter_map(|p| cells.problem(p.key()))
+    .collect();
+    let problem = (!problems.is_empty()).then(|| problems.join("\n"));
+    // A weak face when no topic is set: the row says at a glance which
+    // devices tell their availability.
+    let face = RichText::new(LAST_WILL);
+    let face = if topic.is_some() { face } else { face.weak() };
+    let button = ui.add(egui::Button::new(face));
+    let button = marked(ui, button, Some(about.as_str()), problem.as_deref());
+    let mut changed = false;
+    egui::Popup::from_toggle_button_response(&button)
+        // Clicks into its fields keep it open.
+        .close_behavior(egui::PopupCloseBehavior::CloseOnClickOutside)
+        .show(|ui| {
+            ui.set_max_width(420.0);
+            ui.strong(format!("Last will of {}", relay.display_name()));
+            let fields = [
+                Part::AvailabilityTopic,
+                Part::PayloadAvailable,
+                Part::PayloadNotAvailable,
+            ];
+            match fixed_will(relay) {
+                Some((topic, online, offline)) => {
+                    ui.label(format!(
+                        "Fixed for kind {}: the device publishes {online} / {offline} on \
+                         {topic} (its last will says {offline}).",
+                        relay.kind
+                    ));
+                    egui::Grid::new("last_will_fixed").show(ui, |ui| {
+                        for (which, value) in
+                            fields.into_iter().zip([topic.as_str(), online, offline])
+                        {
+                            ui.label(which.name());
+                            let mut shown = value.to_owned();
+                            ui.add_enabled(false, sized_edit(ui, &mut shown, "", Some(240.0)))
+                                .accessible_name(which.name());
+                            ui.end_row();
+                        }
+                    });
+                }
+                None => {
+                    ui.label(
+                        "The broker publishes the offline payload on this topic when the \
+                         device's connection drops (its last will); the device publishes the \
+                         online payload when it connects. Empty: availability unknown.",
+                    );
+                    egui::Grid::new("last_will_fields").show(ui, |ui| {
+                        for which in will_parts(relay.kind) {
+                            ui.label(which.name());
+                            changed |= part(ui, cells, relay, *which, Some(240.0), false);
+                            ui.end_row();
+                        }
+                    });
+                }
+            }
+        });
+    changed
 }
 
 /// One address field, `width` wide; returns whether it was edited.
@@ -628,7 +774,7 @@ fn part(
     let kind = relay.kind;
     let mut about = which.about(kind).to_owned();
     let publish = relay.publish_topic();
-    if !publish.is_empty() && !matches!(which, Part::RequestTopic | Part::CommandTopic) {
+    if !publish.is_empty() && matches!(which, Part::Device | Part::Switch | Part::Power) {
         about.push_str(&format!("\nCommands go to {publish}"));
     }
     if kind == Kind::Tasmota {
@@ -644,6 +790,9 @@ fn part(
         Part::Device => edit(ui, id, &mut relay.device, hint, width),
         Part::CommandTopic => edit(ui, id, &mut relay.command_topic, hint, width),
         Part::StateTopic => edit(ui, id, &mut relay.state_topic, hint, width),
+        Part::AvailabilityTopic => edit(ui, id, &mut relay.availability_topic, hint, width),
+        Part::PayloadAvailable => edit(ui, id, &mut relay.payload_available, hint, width),
+        Part::PayloadNotAvailable => edit(ui, id, &mut relay.payload_not_available, hint, width),
         Part::Switch => {
             // Switch 0, the default, shows as the hint: the field can be
             // emptied and typed into like the others.
@@ -776,14 +925,15 @@ mod tests {
     }
 
     /// Every kind's own keys are in its row: the address fields and, where
-    /// the kind lets them be chosen, the payload fields.
+    /// the kind lets them be chosen, the payload fields and the last will's
+    /// (in its popup).
     #[test]
     fn each_kind_edits_its_own_keys() {
         for kind in Kind::ALL {
-            let (first, second) = address_parts(kind);
-            let mut edited: Vec<&str> = [Some(first), second.map(|(_, part)| part)]
+            let (first, _, second) = address_parts(kind);
+            let mut edited: Vec<&str> = [first, second]
                 .into_iter()
-                .flatten()
+                .chain(will_parts(kind).iter().copied())
                 .map(Part::key)
                 .collect();
             if fixed_payloads(kind).is_none() {
