@@ -345,6 +345,41 @@ fn snapshot_panel(rig: &mut GuiRig) -> Panel {
         }),
         ..RelayStatus::default()
     };
+    // Switched at the device (a wall button) after a confirmation: the
+    // device's report is shown (outlined), the older outcome is not.
+    panel.model.statuses[4] = RelayStatus {
+        phase: Phase::Confirmed {
+            state: RelayState::Off,
+            evidence: relay_panel::outcome::Evidence::Correlated,
+            at: now - Duration::from_secs(300),
+            rtt: Duration::from_micros(2700),
+        },
+        last_acknowledged: ack(RelayState::Off, 300, 2700),
+        device_report: Some(relay_panel::relay::DeviceReport {
+            state: RelayState::On,
+            at: now - Duration::from_secs(120),
+            source: Some("button".into()),
+            retained: false,
+            restored: false,
+        }),
+        ..RelayStatus::default()
+    };
+    // A device whose last will fired at 10:42 today (a fixed time of day,
+    // so the snapshot reads the same whenever it runs).
+    let at_1042 = chrono::Local::now()
+        .date_naive()
+        .and_hms_opt(10, 42, 0)
+        .and_then(|t| t.and_local_timezone(chrono::Local).earliest())
+        .map(SystemTime::from)
+        .unwrap();
+    panel.model.statuses[5] = RelayStatus {
+        last_acknowledged: ack(RelayState::Off, 7200, 2200),
+        availability: relay_panel::relay::Availability::Offline {
+            since: at_1042,
+            retained: false,
+        },
+        ..RelayStatus::default()
+    };
     panel.prefs.show_activity = false;
     panel
 }

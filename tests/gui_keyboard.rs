@@ -15,7 +15,9 @@ use gui_rig::{GuiRig, PanelHarness, connected, frames, harness_sized, has_text, 
 use relay_panel::config::Config;
 use relay_panel::engine::{ConnectionState, Event};
 use relay_panel::protocol::{Action, RelayState};
-use relay_panel::relay::{Acknowledgement, Failure, Phase, RelayStatus};
+use relay_panel::relay::{
+    Acknowledgement, Availability, DeviceReport, Failure, Phase, RelayStatus,
+};
 use relay_panel::sim::{self, Faults};
 use relay_panel::ui::{Panel, Source};
 
@@ -160,6 +162,41 @@ fn every_state(h: &mut PanelHarness) {
         last_acknowledged: None,
         ..RelayStatus::default()
     };
+    // The long name's device is offline (a retained last will heard on
+    // subscribing), its request's outcome older than that.
+    statuses[4] = RelayStatus {
+        phase: Phase::Failed {
+            reason: Failure::NoResponse {
+                after: Duration::from_secs(3),
+            },
+            at: now - Duration::from_secs(900),
+            request: None,
+        },
+        last_acknowledged: ack(RelayState::Off, 3600),
+        availability: Availability::Offline {
+            since: now - Duration::from_secs(600),
+            retained: true,
+        },
+        ..RelayStatus::default()
+    };
+    // Switched at the device (a wall button) after a confirmation.
+    statuses[5] = RelayStatus {
+        phase: Phase::Confirmed {
+            state: RelayState::On,
+            at: now - Duration::from_secs(60),
+            rtt: Duration::from_micros(2100),
+            evidence: relay_panel::outcome::Evidence::Correlated,
+        },
+        last_acknowledged: ack(RelayState::On, 60),
+        device_report: Some(DeviceReport {
+            state: RelayState::Off,
+            at: now - Duration::from_secs(30),
+            source: Some("button".into()),
+            retained: false,
+            restored: false,
+        }),
+        ..RelayStatus::default()
+    };
     frames(h);
 }
 
@@ -227,7 +264,10 @@ fn narrow_window_shows_whole_outcomes_over_no_button() {
 
 /// At every window size from 800×600 to 2560×1440, no widget is drawn
 /// over another, every one lies inside the window, and the outcomes are
-/// whole; from 1920 px on, a 60-character name is whole too.
+/// whole, an offline device's *offline since before …* and a change at
+/// the device's *reported by the device … (button)* too (the outcomes
+/// older than them are not shown); from 1920 px on, a 60-character name
+/// is whole too.
 #[test]
 fn rows_are_readable_at_every_size() {
     let sizes = [
@@ -250,9 +290,16 @@ fn rows_are_readable_at_every_size() {
             "waiting for device".to_owned(),
             "confirmed in".to_owned(),
             "last acknowledged 2 h ago".to_owned(),
+            "offline since before ".to_owned(),
+            "reported by the device ".to_owned(),
         ] {
             shown_whole(&h, &text, window);
         }
+        assert_eq!(
+            h.query_all_by_label_contains("no response after").count(),
+            1,
+            "the offline relay's older failure is not shown"
+        );
         if width >= 1920.0 {
             shown_whole(&h, LONG_NAME, window);
         }

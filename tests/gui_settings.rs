@@ -366,7 +366,11 @@ fn row_has(h: &PanelHarness, id: &str, name: &str) -> bool {
 fn choose_kind(h: &mut PanelHarness, id: &str, kind: &str) {
     in_row(h, id, "Kind").click();
     frames(h);
-    h.get_by_label(kind).click();
+    // The list's entry, not a row's word "state" before its state topic.
+    h.query_all(By::new().label(kind))
+        .find(|node| node.accesskit_node().role() != Role::Label)
+        .unwrap_or_else(|| panic!("{kind} in the Kind list"))
+        .click();
     frames(h);
 }
 
@@ -656,4 +660,78 @@ fn settings_field_keeps_the_cursor_when_the_table_goes_to_two_lines() {
     frames(&mut h);
     let draft = h.state().settings.as_ref().expect("settings open");
     assert_eq!(draft.config.relays[4].state_topic, "plant/door-1/state-ab");
+}
+
+/// The only text field named `name` (the last will's popup holds one of
+/// each), clicked and typed into over what it holds.
+fn retype_field(h: &mut PanelHarness, name: &str, text: &str) {
+    let field = By::new().label(name).role(Role::TextInput);
+    h.get(field.clone()).click();
+    frames(h);
+    h.key_press_modifiers(egui::Modifiers::COMMAND, egui::Key::A);
+    h.key_press(egui::Key::Backspace);
+    if !text.is_empty() {
+        h.get(field).type_text(text);
+    }
+    frames(h);
+}
+
+/// The new keys are edited in the table and saved: an `mqtt5` relay's
+/// optional state topic beside its request topic, and its last will (the
+/// availability topic and its two payloads) in the popup of its *last
+/// will…* button; a wrong one is named and frames the button red (Save
+/// disabled) until fixed. A Shelly's popup shows the last will its
+/// firmware fixes, greyed.
+#[test]
+fn settings_edit_and_save_state_topic_and_last_will() {
+    let mut rig = GuiRig::offline(0, |_| {});
+    let mut h = panel_on_file_sized(&mut rig, ALL_KINDS, egui::vec2(1280.0, 800.0));
+    open_settings(&mut h);
+    retype(&mut h, "pump-1", "State topic", "plant/pump-1/state");
+
+    in_row(&h, "pump-1", "last will…").click();
+    frames(&mut h);
+    assert!(has_text(&h, "Last will of Sump pump"));
+    retype_field(&mut h, "Availability topic", "plant/pump-1/+");
+    assert!(
+        has_text(&h, "availability_topic"),
+        "the wildcard is named in the problems"
+    );
+    assert!(h.get_by_label("Save").accesskit_node().is_disabled());
+    retype_field(&mut h, "Availability topic", "plant/pump-1/status");
+    retype_field(&mut h, "Payload available", "up");
+    retype_field(&mut h, "Payload not available", "down");
+    assert!(!h.get_by_label("Save").accesskit_node().is_disabled());
+    // A click outside closes the popup.
+    h.get_by_label("Relays (5)").click();
+    frames(&mut h);
+    assert!(!has_text(&h, "Last will of Sump pump"));
+
+    in_row(&h, "light-hall", "last will…").click();
+    frames(&mut h);
+    let topic = h.get(By::new().label("Availability topic").role(Role::TextInput));
+    assert!(topic.accesskit_node().is_disabled(), "fixed for a Shelly");
+    assert_eq!(topic.value().unwrap(), "shellypro2-c8f09e8a1b2c/online");
+    h.get_by_label("Relays (5)").click();
+    frames(&mut h);
+
+    h.get_by_label("Save").click();
+    wait_for(&mut h, "saved", |h| has_text(h, "Saved "));
+    let text = std::fs::read_to_string(rig.config_path()).unwrap();
+    assert!(
+        text.contains(
+            "state_topic = \"plant/pump-1/state\"\navailability_topic = \"plant/pump-1/status\"\n\
+             payload_available = \"up\"\npayload_not_available = \"down\"\n"
+        ),
+        "{text}"
+    );
+    let saved = Config::load(&rig.config_path()).unwrap();
+    let pump = &saved.relays[0];
+    assert_eq!(
+        pump.availability_topic().as_deref(),
+        Some("plant/pump-1/status")
+    );
+    assert_eq!(pump.read_availability(b"down"), Some(false));
+    assert_eq!(pump.report_topics(), ["plant/pump-1/state"]);
+    assert_eq!(*h.state().model.config, saved, "the panel runs it");
 }

@@ -684,9 +684,16 @@ fn relay_row(ui: &mut egui::Ui, row: &RowContext<'_>) -> DrawnRow {
         });
     });
     cell(ui, cells.name, |ui| {
+        // An offline device's row is greyed (its name here, the words
+        // "offline since …" in the outcome); its badge keeps its colour:
+        // the last known state stays readable.
+        let mut name = RichText::new(relay.display_name()).strong();
+        if status.availability.is_offline() {
+            name = name.color(ui.visuals().weak_text_color());
+        }
         elided_label(
             ui,
-            RichText::new(relay.display_name()).strong(),
+            name,
             Some(&format!(
                 "id: {} ({})\ntopic: {}",
                 relay.id,

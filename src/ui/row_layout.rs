@@ -28,8 +28,9 @@ const NAME_SHARE: f32 = 0.45;
 /// How many of the longest names (by characters) are measured to find
 /// the widest: measuring all 10,000 would cost a frame.
 const NAMES_MEASURED: usize = 8;
-/// Width of "last acknowledged 59 min ago (late)".
-const ACK_WIDTH: f32 = 220.0;
+/// Width of "reported by the device 59 min ago (button)" (249 px in the
+/// default font; "last acknowledged 59 min ago (late)" takes 208).
+const ACK_WIDTH: f32 = 260.0;
 /// Room for "device error: …", "no response after 3.0 s" or the
 /// countdown with its spinner; less and the row takes two lines.
 const OUTCOME_MIN: f32 = 260.0;
@@ -65,9 +66,11 @@ pub struct RowCells {
     pub name: egui::Rect,
     /// On, Off, Refresh, Details.
     pub buttons: egui::Rect,
-    /// "last acknowledged 12 s ago".
+    /// "last acknowledged 12 s ago", "reported by the device 2 min ago
+    /// (button)".
     pub ack: egui::Rect,
-    /// The spinner and the outcome of the latest request.
+    /// "offline since 10:42" when the device is, then the spinner and the
+    /// outcome of the latest request.
     pub outcome: egui::Rect,
 }
 

@@ -1,0 +1,271 @@
+//! The window when devices speak for themselves, through egui_kittest
+//! against a real Mosquitto: a device whose last will says it is offline
+//! (its row, the question before switching it, a group action that leaves
+//! it alone) and a change made at the device (its row, the activity log,
+//! Details). The devices' own messages are published on the wire
+//! ([`common::Wire`]), as a device's broker would deliver them.
+
+mod common;
+#[path = "common/gui_rig.rs"]
+mod gui_rig;
+
+use std::time::{Duration, SystemTime};
+
+use common::Wire;
+use egui_kittest::kittest::{NodeT, Queryable};
+use gui_rig::{GuiRig, PanelHarness, badge_label, connected, frames, has_text, wait_for};
+use relay_panel::config::{Config, RelayConfig};
+use relay_panel::protocol::RelayState;
+use relay_panel::relay::Availability;
+use relay_panel::sim::Faults;
+
+/// A rig whose only relay is a Shelly's switch 0 ("Porch light", device
+/// `shelly-<run>`), served by the simulator.
+fn shelly_rig() -> (GuiRig, String) {
+    let device = format!("shelly-{:08x}", rand::random::<u32>());
+    let rig = GuiRig::start_with(0, Some(Faults::default()), |config| {
+        let mut porch = RelayConfig::shelly("porch", &device, 0);
+        porch.name = "Porch light".into();
+        porch.group = "Outside".into();
+        config.relays.push(porch);
+    });
+    (rig, device)
+}
+
+/// A client on the rig's broker, standing in for the devices' own messages.
+fn wire(rig: &GuiRig) -> Wire {
+    let url = rig.broker.as_ref().expect("a broker").url();
+    rig.rt.block_on(Wire::connect(&url))
+}
+
+/// Publishes on the wire from the test's thread.
+fn publish(rig: &GuiRig, wire: &mut Wire, topic: &str, payload: &str, retain: bool) {
+    rig.rt.block_on(wire.publish(topic, payload, retain));
+}
+
+/// "10:42": the time of day a row shows for `at` (today).
+fn hhmm(at: SystemTime) -> String {
+    chrono::DateTime::<chrono::Local>::from(at)
+        .format("%H:%M")
+        .to_string()
+}
+
+/// Whether one label holds every one of `parts`.
+fn has_label_with(h: &PanelHarness, parts: &[&str]) -> bool {
+    h.query_all_by_label_contains(parts[0]).any(|node| {
+        let text = node
+            .accesskit_node()
+            .label()
+            .or(node.value())
+            .unwrap_or_default();
+        parts.iter().all(|part| text.contains(part))
+    })
+}
+
+/// Clicks the only button labelled `label`, then lets the window settle.
+fn click(h: &mut PanelHarness, label: &str) {
+    h.get_by_label(label).click();
+    frames(h);
+}
+
+/// A device whose last will fired: its row reads *offline since HH:MM*
+/// beside its last known state; On asks first (Cancel sends nothing, the
+/// dialog's "anyway" sends), and Refresh asks the device without a dialog.
+#[test]
+fn offline_row_reads_offline_since_and_switching_it_asks_first() {
+    let (mut rig, device) = shelly_rig();
+    let mut h = rig.panel();
+    connected(&mut h);
+    click(&mut h, "On");
+    wait_for(&mut h, "confirmed", |h| has_text(h, "confirmed in"));
+    assert!(!has_text(&h, "offline since"), "nothing said while unknown");
+
+    let mut wire = wire(&rig);
+    publish(&rig, &mut wire, &format!("{device}/online"), "false", true);
+    wait_for(&mut h, "offline shown", |h| has_text(h, "offline since "));
+    let Availability::Offline { since, retained } = h.state().model.statuses[0].availability else {
+        panic!("offline in the model");
+    };
+    assert!(!retained, "heard live: the panel was subscribed");
+    assert!(has_text(&h, &format!("offline since {}", hhmm(since))));
+    assert_eq!(
+        badge_label(&h),
+        "State: ON, confirmed",
+        "the last known state stays"
+    );
+    assert!(
+        !has_text(&h, "confirmed in"),
+        "the outcome from before the device went offline is old news"
+    );
+
+    // On: the dialog asks, Cancel has the focus and sends nothing.
+    click(&mut h, "Off");
+    let question = format!(
+        "Porch light's device is offline since {} (its last will). Switch it OFF anyway?",
+        hhmm(since)
+    );
+    assert!(has_text(&h, &question), "the dialog asks");
+    let cancel = h.get_by_label("Cancel");
+    assert!(cancel.is_focused(), "Cancel is the default");
+    cancel.click();
+    frames(&mut h);
+    assert!(h.state().confirmation.is_none());
+    std::thread::sleep(Duration::from_millis(300));
+    frames(&mut h);
+    assert_eq!(rig.devices().state("porch"), Some(RelayState::On));
+    assert_eq!(h.state().model.audit.len(), 1, "nothing was sent");
+
+    // "Switch off anyway" sends (this simulated device is still there).
+    click(&mut h, "Off");
+    click(&mut h, "Switch off anyway");
+    wait_for(&mut h, "confirmed off", |h| {
+        h.query_by_label("State: OFF, confirmed").is_some()
+    });
+    assert_eq!(rig.devices().state("porch"), Some(RelayState::Off));
+    assert!(has_text(&h, "offline since "), "still offline: no new will");
+
+    // Refresh changes nothing: it asks no question.
+    click(&mut h, "Refresh");
+    assert!(h.state().confirmation.is_none(), "no dialog for a query");
+    wait_for(&mut h, "queried", |h| h.state().model.audit.len() == 3);
+
+    // Back online: the row says nothing more.
+    publish(&rig, &mut wire, &format!("{device}/online"), "true", true);
+    wait_for(&mut h, "online", |h| !has_text(h, "offline since"));
+}
+
+/// Keyboard: Enter on the On button of an offline relay opens the
+/// question with Cancel focused, so a second Enter cancels: nothing is
+/// sent by two reflexive presses.
+#[test]
+fn enter_on_an_offline_relay_asks_and_enter_again_cancels() {
+    let (mut rig, device) = shelly_rig();
+    let mut h = rig.panel();
+    connected(&mut h);
+    let mut wire = wire(&rig);
+    publish(&rig, &mut wire, &format!("{device}/online"), "false", true);
+    wait_for(&mut h, "offline shown", |h| has_text(h, "offline since "));
+    h.key_press(egui::Key::ArrowDown);
+    frames(&mut h);
+    h.key_press(egui::Key::Enter);
+    frames(&mut h);
+    assert!(h.get_by_label("On").is_focused());
+    h.key_press(egui::Key::Enter);
+    frames(&mut h);
+    assert!(has_text(&h, "Switch it ON anyway?"));
+    assert!(h.get_by_label("Cancel").is_focused());
+    h.key_press(egui::Key::Enter);
+    frames(&mut h);
+    assert!(h.state().confirmation.is_none(), "Enter cancelled");
+    std::thread::sleep(Duration::from_millis(300));
+    frames(&mut h);
+    assert!(h.state().model.audit.is_empty(), "nothing was sent");
+    assert_eq!(rig.devices().state("porch"), Some(RelayState::Off));
+}
+
+/// Four plain relays whose devices have a last-will topic
+/// (`availability_topic`, payloads `online` / `offline`).
+fn relays_with_wills(config: &mut Config) {
+    for relay in &mut config.relays {
+        relay.availability_topic = format!("{}/status", relay.request_topic);
+    }
+}
+
+/// "All on" counts the group's offline relays ("1 offline"), names them,
+/// and switches the rest; ticked, the offline one is switched too.
+#[test]
+fn group_action_counts_offline_relays_and_leaves_them_alone() {
+    let mut rig = GuiRig::start_with(4, Some(Faults::default()), relays_with_wills);
+    let mut h = rig.panel();
+    connected(&mut h);
+    let mut wire = wire(&rig);
+    let r2 = rig.config.relays[2].availability_topic.clone();
+    publish(&rig, &mut wire, &r2, "offline", true);
+    wait_for(&mut h, "r2 offline", |h| has_text(h, "offline since "));
+
+    h.get_all_by_label("All on").next().unwrap().click();
+    frames(&mut h);
+    assert!(has_text(&h, "Switch 1 relay in Even ON?"));
+    assert!(has_text(&h, "Left alone: 1 offline."));
+    assert!(has_text(
+        &h,
+        "This relay's device is offline (last will): Relay 2."
+    ));
+    click(&mut h, "Switch 1 on");
+    wait_for(&mut h, "summary", |h| has_text(h, "done — 1 / 1 confirmed"));
+    assert_eq!(rig.devices().state("r0"), Some(RelayState::On));
+    assert_eq!(
+        rig.devices().state("r2"),
+        Some(RelayState::Off),
+        "offline: left alone"
+    );
+
+    h.get_all_by_label("All on").next().unwrap().click();
+    frames(&mut h);
+    click(&mut h, "Also switch it ON anyway");
+    assert!(!has_text(&h, "Left alone:"), "ticked: nothing left alone");
+    click(&mut h, "Switch 2 on");
+    wait_for(&mut h, "summary", |h| has_text(h, "done — 2 / 2 confirmed"));
+    assert_eq!(rig.devices().state("r2"), Some(RelayState::On));
+    assert_eq!(
+        rig.devices().state("r1"),
+        Some(RelayState::Off),
+        "the other group is untouched"
+    );
+}
+
+/// A wall button pressed at the device: the row reads *reported by the
+/// device just now (button)* with an outlined badge, the older request's
+/// *confirmed in …* is gone from the row, the activity log says *at the
+/// device* with the source, and Details names the report, the last
+/// confirmation (by whom) and the availability.
+#[test]
+fn change_at_the_device_reads_in_row_activity_and_details() {
+    let (mut rig, device) = shelly_rig();
+    rig.config.panel.operator = Some("alice".into());
+    let mut h = rig.panel();
+    connected(&mut h);
+    click(&mut h, "On");
+    wait_for(&mut h, "confirmed", |h| has_text(h, "confirmed in"));
+
+    // OFF, while the panel last confirmed ON: no request explains it.
+    let mut wire = wire(&rig);
+    let button = r#"{"src":"DEVICE","dst":"DEVICE/events","method":"NotifyStatus","params":{"ts":1,"switch:0":{"id":0,"output":false,"source":"button"}}}"#
+        .replace("DEVICE", &device);
+    publish(
+        &rig,
+        &mut wire,
+        &format!("{device}/events/rpc"),
+        &button,
+        false,
+    );
+    wait_for(&mut h, "change shown", |h| {
+        has_text(h, "reported by the device just now (button)")
+    });
+    assert_eq!(badge_label(&h), "State: OFF, reported");
+    assert!(
+        !has_text(&h, "confirmed in"),
+        "the older request's outcome would read as if OFF were confirmed"
+    );
+    assert!(has_text(&h, "at the device"), "who, in the activity log");
+    assert!(h.query_by_label("changed at device").is_some());
+    assert!(
+        h.query_by_label("button").is_some(),
+        "the source, as detail"
+    );
+    assert!(has_text(&h, "by alice"), "the request before it");
+
+    click(&mut h, "Details");
+    assert!(
+        has_label_with(&h, &["OFF at ", "(button)"]),
+        "the device's report"
+    );
+    assert!(
+        has_label_with(&h, &["ON, confirmed at ", ", by alice"]),
+        "the last confirmation, by whom"
+    );
+    assert!(has_text(
+        &h,
+        &format!("unknown: nothing heard on {device}/online")
+    ));
+}
