@@ -97,9 +97,8 @@ impl Availability {
     pub fn since(self) -> Option<(SystemTime, bool)> {
         match self {
             Availability::Unknown => None,
-            Availability::Online { since, retained } | Availability::Offline { since, retained } => {
-                Some((since, retained))
-            }
+            Availability::Online { since, retained }
+            | Availability::Offline { since, retained } => Some((since, retained)),
         }
     }
 }

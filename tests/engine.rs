@@ -486,7 +486,11 @@ async fn last_acknowledged_state_survives_restart() {
             _ => {}
         }
     }
-    let ack = restored.unwrap().last_acknowledged.clone().expect("restored state");
+    let ack = restored
+        .unwrap()
+        .last_acknowledged
+        .clone()
+        .expect("restored state");
     assert_eq!(ack.state, RelayState::On);
     assert!(ack.restored);
     let history = history.unwrap();
@@ -894,7 +898,10 @@ async fn reconfigure_keeps_the_connection_and_moves_statuses_by_id() {
     assert_eq!(statuses[0], Default::default(), "the added relay");
     assert_eq!(statuses[1], Default::default(), "r0 was never asked");
     let moved = &statuses[2];
-    let ack = moved.last_acknowledged.clone().expect("r1's confirmed state");
+    let ack = moved
+        .last_acknowledged
+        .clone()
+        .expect("r1's confirmed state");
     assert_eq!(ack.state, RelayState::On);
     assert!(!ack.restored, "confirmed in this session, not restored");
     assert!(
@@ -1158,7 +1165,10 @@ async fn reconfigure_while_reconnecting() {
         "{before:?}"
     );
     assert_eq!(
-        statuses[1].last_acknowledged.as_ref().map(|a| (a.state, a.restored)),
+        statuses[1]
+            .last_acknowledged
+            .as_ref()
+            .map(|a| (a.state, a.restored)),
         Some((RelayState::On, false))
     );
 

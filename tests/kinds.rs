@@ -189,9 +189,10 @@ async fn nothing_ends(engine: &mut TestEngine, relay: usize) {
 /// The last acknowledged state and its evidence after the latest event.
 fn acknowledged(events: &[Event], relay: usize) -> Option<(RelayState, Evidence)> {
     events.iter().rev().find_map(|e| match e {
-        Event::Relay { relay: r, status } if *r == relay => {
-            status.last_acknowledged.as_ref().map(|a| (a.state, a.evidence))
-        }
+        Event::Relay { relay: r, status } if *r == relay => status
+            .last_acknowledged
+            .as_ref()
+            .map(|a| (a.state, a.evidence)),
         _ => None,
     })
 }

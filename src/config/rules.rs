@@ -338,8 +338,12 @@ fn kind_rules(relay: &RelayConfig) -> Vec<(&'static str, String)> {
     if matches!(relay.kind, Kind::Mqtt5 | Kind::State) && !relay.availability_topic.is_empty() {
         if let Some(message) = topic_problem("availability_topic", &relay.availability_topic) {
             problems.push(("availability_topic", message));
-        } else if [&relay.request_topic, &relay.command_topic, &relay.state_topic]
-            .contains(&&relay.availability_topic)
+        } else if [
+            &relay.request_topic,
+            &relay.command_topic,
+            &relay.state_topic,
+        ]
+        .contains(&&relay.availability_topic)
         {
             problems.push((
                 "availability_topic",

@@ -597,7 +597,11 @@ mod tests {
             assert_eq!(ended.entry.detail.as_deref(), detail, "{what}");
             assert_eq!(ended.entry.rtt, Some(Duration::from_millis(7)), "{what}");
             assert!(ended.status_changed && !status.is_pending(), "{what}");
-            assert_eq!(status.last_acknowledged.as_ref().map(|a| a.state), shown, "{what}");
+            assert_eq!(
+                status.last_acknowledged.as_ref().map(|a| a.state),
+                shown,
+                "{what}"
+            );
             match &ended.ack {
                 Some(ack) => {
                     assert_eq!(ack.evidence, Evidence::Reported, "{what}");

@@ -466,7 +466,11 @@ impl Engine {
         );
         tracing::debug!(
             "{id}: {} {} on {topic}: {:?}",
-            if publish.retain { "retained" } else { "reports" },
+            if publish.retain {
+                "retained"
+            } else {
+                "reports"
+            },
             report.state,
             news.says
         );

@@ -310,9 +310,8 @@ impl Store {
                 },
             )
             .optional();
-        Ok(self
-            .sql(result)?
-            .and_then(|(state, at_ms, rtt_us, late, requested_ms, evidence, operator)| {
+        Ok(self.sql(result)?.and_then(
+            |(state, at_ms, rtt_us, late, requested_ms, evidence, operator)| {
                 Some(StoredAck {
                     relay_id: relay_id.to_owned(),
                     state: RelayState::parse(&state)?,
@@ -323,7 +322,8 @@ impl Store {
                     late,
                     operator,
                 })
-            }))
+            },
+        ))
     }
 
     /// Every relay's latest report from its device (changes at the

@@ -594,11 +594,7 @@ fn relay_row(ui: &mut egui::Ui, row: &RowContext<'_>) -> DrawnRow {
     let cells = row.layout.cells(rect);
     cell(ui, cells.badge, |ui| {
         let shown = status.shown();
-        let badge = badge(
-            ui,
-            shown.map(|s| s.state()),
-            shown.map(|s| s.evidence()),
-        );
+        let badge = badge(ui, shown.map(|s| s.state()), shown.map(|s| s.evidence()));
         // How the state is known: a reply to the request, or a report.
         badge.on_hover_ui(|ui| {
             ui.label(ack_text(status, row.now).1);
@@ -751,7 +747,9 @@ mod tests {
     fn ack_text_tells_a_change_at_the_device() {
         let at = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
         let mut status = RelayStatus::default();
-        status.begin(crate::protocol::Action::Off, at, Duration::from_secs(3)).unwrap();
+        status
+            .begin(crate::protocol::Action::Off, at, Duration::from_secs(3))
+            .unwrap();
         status.confirm(
             RelayState::Off,
             Evidence::Correlated,
@@ -774,7 +772,9 @@ mod tests {
         fresh.device_reported(RelayState::Off, None, now, true, false);
         assert_eq!(ack_text(&fresh, now).0, "reported (retained; time unknown)");
         // A confirmation after it wins again.
-        status.begin(crate::protocol::Action::Off, now, Duration::from_secs(3)).unwrap();
+        status
+            .begin(crate::protocol::Action::Off, now, Duration::from_secs(3))
+            .unwrap();
         let later = now + Duration::from_secs(1);
         status.confirm(
             RelayState::Off,
@@ -786,7 +786,10 @@ mod tests {
         );
         let (text, hover) = ack_text(&status, later);
         assert_eq!(text, "last acknowledged just now");
-        assert!(hover.contains("Confirmed ") && hover.contains(" by bob"), "{hover}");
+        assert!(
+            hover.contains("Confirmed ") && hover.contains(" by bob"),
+            "{hover}"
+        );
         assert!(hover.contains("Reported ON at "), "{hover}");
     }
 }

@@ -410,7 +410,10 @@ mod tests {
                 "{action} {payload}"
             );
         }
-        assert!(!Shelly.report_answers(), "replies answer, reports tell changes");
+        assert!(
+            !Shelly.report_answers(),
+            "replies answer, reports tell changes"
+        );
     }
 
     /// Table: NotifyStatus and status messages tell the switch's output
@@ -469,8 +472,16 @@ mod tests {
             ),
             (status, r#"{"id":1,"output":"on"}"#, None),
             (status, "garbage", None),
-            ("shelly-1/status/switch:0", r#"{"id":0,"output":true}"#, None),
-            ("shelly-2/status/switch:1", r#"{"id":1,"output":true}"#, None),
+            (
+                "shelly-1/status/switch:0",
+                r#"{"id":0,"output":true}"#,
+                None,
+            ),
+            (
+                "shelly-2/status/switch:1",
+                r#"{"id":1,"output":true}"#,
+                None,
+            ),
             ("shelly-1/online", "true", None),
         ];
         for (topic, payload, expected) in cases {
