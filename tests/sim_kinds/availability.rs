@@ -452,7 +452,7 @@ async fn stopping_the_simulator_fires_every_will() {
     }
     let _online = rig.wire.rest().await;
     rig.devices.stop();
-    let mut wills = vec![rig.wire.next().await, rig.wire.next().await];
+    let mut wills = [rig.wire.next().await, rig.wire.next().await];
     wills.sort_by_key(topic);
     let wills: Vec<(String, String)> = wills.iter().map(|p| (topic(p), text(p))).collect();
     let mut want = vec![
@@ -563,7 +563,6 @@ fn relay_sim_takes_commands_on_stdin() {
     );
 
     // The end of standard input: the devices go on.
-    drop(say);
     drop(stdin);
     let published = Command::new("mosquitto_pub")
         .args(["-V", "5", "-p", &port.to_string()])
