@@ -1,9 +1,10 @@
 //! The window when devices speak for themselves, through egui_kittest
-//! against a real Mosquitto: a device whose last will says it is offline
-//! (its row, the question before switching it, a group action that leaves
-//! it alone) and a change made at the device (its row, the activity log,
-//! Details). The devices' own messages are published on the wire
-//! ([`common::Wire`]), as a device's broker would deliver them.
+//! against a real Mosquitto and simulated devices: a device cut off from
+//! the network, whose last will the broker publishes (its row, the
+//! question before switching it, a group action that leaves it alone),
+//! and a wall button pressed at the device (its row, the activity log,
+//! Details). A retained last will the panel finds on subscribing is
+//! published on the wire ([`common::Wire`]), as a broker would keep it.
 
 mod common;
 #[path = "common/gui_rig.rs"]
@@ -68,20 +69,23 @@ fn click(h: &mut PanelHarness, label: &str) {
     frames(h);
 }
 
-/// A device whose last will fired: its row reads *offline since HH:MM*
-/// beside its last known state; On asks first (Cancel sends nothing, the
-/// dialog's "anyway" sends), and Refresh asks the device without a dialog.
+/// A device cut off from the network: once the broker publishes its last
+/// will, its row reads *offline since HH:MM* beside its last known state
+/// (the outcome of the request before is old news); On asks first
+/// (Cancel sends nothing; "anyway" sends, and the request ends as no
+/// response), Refresh asks the device without a dialog, and back online
+/// the row says nothing more.
 #[test]
 fn offline_row_reads_offline_since_and_switching_it_asks_first() {
-    let (mut rig, device) = shelly_rig();
+    let (mut rig, _) = shelly_rig();
+    rig.config.relays[0].timeout_ms = Some(400);
     let mut h = rig.panel();
     connected(&mut h);
     click(&mut h, "On");
     wait_for(&mut h, "confirmed", |h| has_text(h, "confirmed in"));
-    assert!(!has_text(&h, "offline since"), "nothing said while unknown");
+    assert!(!has_text(&h, "offline since"), "nothing said while online");
 
-    let mut wire = wire(&rig);
-    publish(&rig, &mut wire, &format!("{device}/online"), "false", true);
+    assert!(rig.devices().set_online("porch", false));
     wait_for(&mut h, "offline shown", |h| has_text(h, "offline since "));
     let Availability::Offline { since, retained } = h.state().model.statuses[0].availability else {
         panic!("offline in the model");
@@ -98,7 +102,7 @@ fn offline_row_reads_offline_since_and_switching_it_asks_first() {
         "the outcome from before the device went offline is old news"
     );
 
-    // On: the dialog asks, Cancel has the focus and sends nothing.
+    // Off: the dialog asks, Cancel has the focus and sends nothing.
     click(&mut h, "Off");
     let question = format!(
         "Porch light's device is offline since {} (its last will). Switch it OFF anyway?",
@@ -112,26 +116,57 @@ fn offline_row_reads_offline_since_and_switching_it_asks_first() {
     assert!(h.state().confirmation.is_none());
     std::thread::sleep(Duration::from_millis(300));
     frames(&mut h);
-    assert_eq!(rig.devices().state("porch"), Some(RelayState::On));
     assert_eq!(h.state().model.audit.len(), 1, "nothing was sent");
 
-    // "Switch off anyway" sends (this simulated device is still there).
+    // "Switch off anyway" sends; the device, off the network, never
+    // answers.
     click(&mut h, "Off");
     click(&mut h, "Switch off anyway");
-    wait_for(&mut h, "confirmed off", |h| {
-        h.query_by_label("State: OFF, confirmed").is_some()
+    wait_for(&mut h, "no response", |h| {
+        has_text(h, "no response after 0.4 s")
     });
-    assert_eq!(rig.devices().state("porch"), Some(RelayState::Off));
-    assert!(has_text(&h, "offline since "), "still offline: no new will");
+    assert!(has_text(&h, "offline since "), "still offline");
+    assert_eq!(badge_label(&h), "State: ON, confirmed");
+    assert_eq!(rig.devices().state("porch"), Some(RelayState::On));
 
     // Refresh changes nothing: it asks no question.
     click(&mut h, "Refresh");
     assert!(h.state().confirmation.is_none(), "no dialog for a query");
     wait_for(&mut h, "queried", |h| h.state().model.audit.len() == 3);
 
-    // Back online: the row says nothing more.
-    publish(&rig, &mut wire, &format!("{device}/online"), "true", true);
+    // Back online: the row says nothing more, and Off switches at once.
+    assert!(rig.devices().set_online("porch", true));
     wait_for(&mut h, "online", |h| !has_text(h, "offline since"));
+    click(&mut h, "Off");
+    assert!(h.state().confirmation.is_none(), "online: no question");
+    wait_for(&mut h, "confirmed off", |h| {
+        h.query_by_label("State: OFF, confirmed").is_some()
+    });
+}
+
+/// A retained last will found on subscribing (the device went offline
+/// before the panel started): *offline since before HH:MM*, as the
+/// broker cannot say since when.
+#[test]
+fn retained_last_will_reads_offline_since_before() {
+    let (mut rig, device) = shelly_rig();
+    let mut wire = wire(&rig);
+    // Cut off first (the simulator's presence would say online again).
+    assert!(rig.devices().set_online("porch", false));
+    publish(&rig, &mut wire, &format!("{device}/online"), "false", true);
+    let mut h = rig.panel();
+    connected(&mut h);
+    wait_for(&mut h, "offline shown", |h| {
+        has_text(h, "offline since before ")
+    });
+    let Availability::Offline { since, retained } = h.state().model.statuses[0].availability else {
+        panic!("offline in the model");
+    };
+    assert!(retained);
+    assert!(has_text(
+        &h,
+        &format!("offline since before {}", hhmm(since))
+    ));
 }
 
 /// Keyboard: Enter on the On button of an offline relay opens the
@@ -139,11 +174,10 @@ fn offline_row_reads_offline_since_and_switching_it_asks_first() {
 /// sent by two reflexive presses.
 #[test]
 fn enter_on_an_offline_relay_asks_and_enter_again_cancels() {
-    let (mut rig, device) = shelly_rig();
+    let (mut rig, _) = shelly_rig();
     let mut h = rig.panel();
     connected(&mut h);
-    let mut wire = wire(&rig);
-    publish(&rig, &mut wire, &format!("{device}/online"), "false", true);
+    assert!(rig.devices().set_online("porch", false));
     wait_for(&mut h, "offline shown", |h| has_text(h, "offline since "));
     h.key_press(egui::Key::ArrowDown);
     frames(&mut h);
@@ -160,7 +194,6 @@ fn enter_on_an_offline_relay_asks_and_enter_again_cancels() {
     std::thread::sleep(Duration::from_millis(300));
     frames(&mut h);
     assert!(h.state().model.audit.is_empty(), "nothing was sent");
-    assert_eq!(rig.devices().state("porch"), Some(RelayState::Off));
 }
 
 /// Four plain relays whose devices have a last-will topic
@@ -172,15 +205,17 @@ fn relays_with_wills(config: &mut Config) {
 }
 
 /// "All on" counts the group's offline relays ("1 offline"), names them,
-/// and switches the rest; ticked, the offline one is switched too.
+/// and switches the rest; ticked, the offline one is sent to too (and,
+/// off the network, never answers).
 #[test]
 fn group_action_counts_offline_relays_and_leaves_them_alone() {
-    let mut rig = GuiRig::start_with(4, Some(Faults::default()), relays_with_wills);
+    let mut rig = GuiRig::start_with(4, Some(Faults::default()), |config| {
+        relays_with_wills(config);
+        config.relays[2].timeout_ms = Some(400);
+    });
     let mut h = rig.panel();
     connected(&mut h);
-    let mut wire = wire(&rig);
-    let r2 = rig.config.relays[2].availability_topic.clone();
-    publish(&rig, &mut wire, &r2, "offline", true);
+    assert!(rig.devices().set_online("r2", false));
     wait_for(&mut h, "r2 offline", |h| has_text(h, "offline since "));
 
     h.get_all_by_label("All on").next().unwrap().click();
@@ -205,8 +240,11 @@ fn group_action_counts_offline_relays_and_leaves_them_alone() {
     click(&mut h, "Also switch it ON anyway");
     assert!(!has_text(&h, "Left alone:"), "ticked: nothing left alone");
     click(&mut h, "Switch 2 on");
-    wait_for(&mut h, "summary", |h| has_text(h, "done — 2 / 2 confirmed"));
-    assert_eq!(rig.devices().state("r2"), Some(RelayState::On));
+    // The device off the network never answers.
+    wait_for(&mut h, "summary", |h| {
+        has_text(h, "done — 1 / 2 confirmed, 1 no response")
+    });
+    assert_eq!(rig.devices().state("r2"), Some(RelayState::Off));
     assert_eq!(
         rig.devices().state("r1"),
         Some(RelayState::Off),
@@ -228,17 +266,8 @@ fn change_at_the_device_reads_in_row_activity_and_details() {
     click(&mut h, "On");
     wait_for(&mut h, "confirmed", |h| has_text(h, "confirmed in"));
 
-    // OFF, while the panel last confirmed ON: no request explains it.
-    let mut wire = wire(&rig);
-    let button = r#"{"src":"DEVICE","dst":"DEVICE/events","method":"NotifyStatus","params":{"ts":1,"switch:0":{"id":0,"output":false,"source":"button"}}}"#
-        .replace("DEVICE", &device);
-    publish(
-        &rig,
-        &mut wire,
-        &format!("{device}/events/rpc"),
-        &button,
-        false,
-    );
+    // Someone presses the wall button: OFF, which no request explains.
+    assert!(rig.devices().press("porch"));
     wait_for(&mut h, "change shown", |h| {
         has_text(h, "reported by the device just now (button)")
     });
@@ -264,8 +293,8 @@ fn change_at_the_device_reads_in_row_activity_and_details() {
         has_label_with(&h, &["ON, confirmed at ", ", by alice"]),
         "the last confirmation, by whom"
     );
-    assert!(has_text(
-        &h,
-        &format!("unknown: nothing heard on {device}/online")
-    ));
+    assert!(
+        has_label_with(&h, &["online since ", &format!("on {device}/online)")]),
+        "the availability, with its topic"
+    );
 }
