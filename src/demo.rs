@@ -1,9 +1,12 @@
 //! `relay-panel --demo`: an MQTT 5 broker embedded in the process (rumqttd,
 //! nothing to install) on a free loopback port, plus simulated relays of
-//! every kind with a little latency and one broken device.
+//! every kind with a little latency, one broken device, one device off
+//! the network from the start (its last will says so) and a wall button
+//! someone presses now and then (a change at the device).
 
 use std::collections::HashMap;
 use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rumqttd::{
@@ -88,16 +91,24 @@ pub fn start_broker(port: u16, protocol: Protocol) -> std::io::Result<SocketAddr
 /// each, so a newcomer sees *confirmed* (the own contract, Shelly) and
 /// *reported* (Tasmota without MQTT 5, command/state) side by side. One
 /// relay asks before switching (`door-1`), one device is broken
-/// (`beacon`, see [`start`]).
+/// (`beacon`), one is off the network ([`OFFLINE`]) and one has a wall
+/// button someone presses ([`PRESSED`]; see [`start`]). Every device has
+/// a last will: Shelly's and Tasmota's their firmware's, the others' an
+/// `availability_topic` of their own.
 pub fn demo_config(port: u16) -> Config {
     let mut config = Config::new(&format!("mqtt://127.0.0.1:{port}"));
     let own = |id: &str| {
         let mut relay = RelayConfig::new(id, &format!("demo/{id}/relay"));
         relay.payload_query = Some("?".to_owned());
+        relay.availability_topic = format!("demo/{id}/status");
         relay
     };
-    let state =
-        |id: &str| RelayConfig::state(id, &format!("demo/{id}/set"), &format!("demo/{id}/state"));
+    let state = |id: &str| {
+        let mut relay =
+            RelayConfig::state(id, &format!("demo/{id}/set"), &format!("demo/{id}/state"));
+        relay.availability_topic = format!("demo/{id}/status");
+        relay
+    };
     let plant: [(&str, Vec<(&str, RelayConfig)>); 4] = [
         (
             "Own contract (mqtt5)",
@@ -163,16 +174,50 @@ const SHELLY_PRO2: &str = "shellypro2-c8f09e8a1b2c";
 /// The demo's two-relay Tasmota (its `%topic%`).
 const TASMOTA: &str = "tasmota_8A3F21";
 
+/// The relay whose device is off the network from the start: its row
+/// reads *offline since …* and switching it asks first.
+pub const OFFLINE: &str = "fan-1";
+/// The relay whose wall button someone presses now and then: its row
+/// reads *reported by the device … (button)*.
+pub const PRESSED: &str = "light-hall";
+/// When the wall button is first pressed: soon, so the first screen shows
+/// a change at the device.
+const FIRST_PRESS: Duration = Duration::from_secs(4);
+/// Then every 40 to 60 s: lively, but calm enough to read.
+const PRESS_EVERY_SECS: std::ops::RangeInclusive<u64> = 40..=60;
+
 /// A running demo: the embedded broker and the simulated devices.
 pub struct Demo {
     /// The configuration the panel should use.
     pub config: Config,
-    /// The simulated devices (stop when dropped).
-    pub devices: SimHandle,
+    /// The simulated devices (they stop once the demo is dropped: the
+    /// wall-button task holds the other reference, and is stopped then).
+    pub devices: Arc<SimHandle>,
+    /// Presses [`PRESSED`]'s wall button now and then; aborted on drop.
+    wall_button: tokio::task::AbortHandle,
+}
+
+impl Demo {
+    /// Waits until the devices are ready ([`SimHandle::is_ready`]): every
+    /// one connected (the [`OFFLINE`] one is cut off right after).
+    pub async fn ready(&self) {
+        while !self.devices.is_ready() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+impl Drop for Demo {
+    fn drop(&mut self) {
+        self.wall_button.abort();
+    }
 }
 
 /// Starts the embedded broker and simulated devices (on the current tokio
-/// runtime) and returns the configuration that connects to them.
+/// runtime) and returns the configuration that connects to them. A task
+/// cuts the [`OFFLINE`] device off once every device is connected (the
+/// broker publishes its last will, retained), then presses [`PRESSED`]'s
+/// wall button after [`FIRST_PRESS`], then every 40 to 60 s.
 pub fn start() -> anyhow::Result<Demo> {
     let port = free_port()?;
     start_broker(port, Protocol::V5)?;
@@ -191,5 +236,26 @@ pub fn start() -> anyhow::Result<Demo> {
         faults,
         client_id: None,
     })?;
-    Ok(Demo { config, devices })
+    let devices = Arc::new(devices);
+    let presser = devices.clone();
+    let wall_button = tokio::spawn(async move {
+        // Cut off once connected: a device that never connected leaves
+        // no last will for the broker to publish.
+        while !presser.is_ready() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        presser.set_online(OFFLINE, false);
+        let mut wait = FIRST_PRESS;
+        loop {
+            tokio::time::sleep(wait).await;
+            presser.press(PRESSED);
+            wait = Duration::from_secs(rand::random_range(PRESS_EVERY_SECS));
+        }
+    })
+    .abort_handle();
+    Ok(Demo {
+        config,
+        devices,
+        wall_button,
+    })
 }

@@ -615,8 +615,7 @@ async fn broker_without_mqtt5_is_named_and_retried() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn demo_broker_and_devices_confirm() {
     let demo = relay_panel::demo::start().unwrap();
-    let mut devices = demo.devices;
-    tokio::time::timeout(Duration::from_secs(10), devices.ready())
+    tokio::time::timeout(Duration::from_secs(10), demo.ready())
         .await
         .unwrap();
     let mut engine = TestEngine::start(&demo.config);

@@ -298,3 +298,34 @@ fn change_at_the_device_reads_in_row_activity_and_details() {
         "the availability, with its topic"
     );
 }
+
+/// The demo is lively but calm: its Extract fan's device goes off the
+/// network at the start (its last will, published by the embedded
+/// broker: *offline since …*), and a few seconds in someone presses the
+/// Hall lights' wall button (*reported by the device … (button)*, logged
+/// *at the device*); every other device is online by its last will.
+#[cfg(feature = "demo")]
+#[test]
+fn demo_shows_an_offline_device_and_a_wall_button() {
+    use relay_panel::ui::{Panel, Source};
+
+    let mut rig = GuiRig::offline(0, |_| {});
+    let options = rig.options(Source::Demo, None);
+    let mut h = gui_rig::harness(Panel::new(options, egui::Context::default()));
+    connected(&mut h);
+    wait_for(&mut h, "the fan offline", |h| has_text(h, "offline since "));
+    let fan = h.state().model.relay_index("fan-1").unwrap();
+    assert!(h.state().model.statuses[fan].availability.is_offline());
+    let online = |id: &str| {
+        h.state().model.statuses[h.state().model.relay_index(id).unwrap()]
+            .availability
+            .online()
+    };
+    assert_eq!(online("light-hall"), Some(true), "the others are online");
+    assert_eq!(online("pump-1"), Some(true), "an mqtt5 relay's last will");
+    assert_eq!(online("bench-1"), Some(true), "a state relay's last will");
+    wait_for(&mut h, "the wall button", |h| {
+        has_text(h, "(button)") && has_text(h, "at the device")
+    });
+    assert!(has_text(&h, "reported by the device "));
+}
