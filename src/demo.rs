@@ -166,6 +166,11 @@ pub fn demo_config(port: u16) -> Config {
     if let Some(door) = config.relays.iter_mut().find(|r| r.id == "door-1") {
         door.confirm = true;
     }
+    // The device that goes offline tells its state on a state topic too
+    // (retained): its row keeps a last known state beside *offline since*.
+    if let Some(heater) = config.relays.iter_mut().find(|r| r.id == OFFLINE) {
+        heater.state_topic = format!("demo/{}/state", heater.id);
+    }
     config
 }
 
@@ -175,8 +180,9 @@ const SHELLY_PRO2: &str = "shellypro2-c8f09e8a1b2c";
 const TASMOTA: &str = "tasmota_8A3F21";
 
 /// The relay whose device is off the network from the start: its row
-/// reads *offline since …* and switching it asks first.
-pub const OFFLINE: &str = "fan-1";
+/// reads *offline since …* and switching it asks first (an `mqtt5`
+/// device: its last will is the configured `availability_topic`).
+pub const OFFLINE: &str = "heater-1";
 /// The relay whose wall button someone presses now and then: its row
 /// reads *reported by the device … (button)*.
 pub const PRESSED: &str = "light-hall";

@@ -299,7 +299,7 @@ fn change_at_the_device_reads_in_row_activity_and_details() {
     );
 }
 
-/// The demo is lively but calm: its Extract fan's device goes off the
+/// The demo is lively but calm: its Tank heater's device goes off the
 /// network at the start (its last will, published by the embedded
 /// broker: *offline since …*), and a few seconds in someone presses the
 /// Hall lights' wall button (*reported by the device … (button)*, logged
@@ -313,9 +313,11 @@ fn demo_shows_an_offline_device_and_a_wall_button() {
     let options = rig.options(Source::Demo, None);
     let mut h = gui_rig::harness(Panel::new(options, egui::Context::default()));
     connected(&mut h);
-    wait_for(&mut h, "the fan offline", |h| has_text(h, "offline since "));
-    let fan = h.state().model.relay_index("fan-1").unwrap();
-    assert!(h.state().model.statuses[fan].availability.is_offline());
+    wait_for(&mut h, "the heater offline", |h| {
+        has_text(h, "offline since ")
+    });
+    let heater = h.state().model.relay_index("heater-1").unwrap();
+    assert!(h.state().model.statuses[heater].availability.is_offline());
     let online = |id: &str| {
         h.state().model.statuses[h.state().model.relay_index(id).unwrap()]
             .availability
@@ -323,6 +325,7 @@ fn demo_shows_an_offline_device_and_a_wall_button() {
     };
     assert_eq!(online("light-hall"), Some(true), "the others are online");
     assert_eq!(online("pump-1"), Some(true), "an mqtt5 relay's last will");
+    assert_eq!(online("pump-2"), Some(true), "a Tasmota's last will");
     assert_eq!(online("bench-1"), Some(true), "a state relay's last will");
     wait_for(&mut h, "the wall button", |h| {
         has_text(h, "(button)") && has_text(h, "at the device")

@@ -13,6 +13,9 @@ use crate::relay::{Acknowledgement, Availability, DeviceReport, format_rtt, form
 
 /// Gap between the detail window and the edges of the panel's window.
 const MARGIN: f32 = 12.0;
+/// The widest a value gets before it wraps (the window stays some 480 px
+/// wide, room beside it at 800×600).
+const VALUE_WIDTH: f32 = 330.0;
 
 /// Draws the detail window of `relay`.
 pub fn show(ctx: &egui::Context, model: &Model, relay: usize) -> Option<Intent> {
@@ -34,8 +37,12 @@ pub fn show(ctx: &egui::Context, model: &Model, relay: usize) -> Option<Intent> 
         .pivot(egui::Align2::RIGHT_BOTTOM)
         .default_pos(corner)
         .show(ctx, |ui| {
+            // Long values (an availability with its topic, a retained
+            // report) wrap in their column instead of widening the window
+            // past the screen's edge.
             egui::Grid::new("detail_grid")
                 .num_columns(2)
+                .max_col_width(VALUE_WIDTH)
                 .show(ui, |ui| {
                     let rows: [(&str, String); 11] = [
                         ("Id", config.id.clone()),
@@ -88,7 +95,7 @@ pub fn show(ctx: &egui::Context, model: &Model, relay: usize) -> Option<Intent> 
                     ];
                     for (key, value) in rows {
                         ui.label(RichText::new(key).weak());
-                        ui.label(value);
+                        ui.add(egui::Label::new(value).wrap());
                         ui.end_row();
                     }
                 });
@@ -97,7 +104,7 @@ pub fn show(ctx: &egui::Context, model: &Model, relay: usize) -> Option<Intent> 
             ui.label(RichText::new(format!("Round trips (last {})", rtts.len())).strong());
             rtt_plot(ui, rtts.iter().copied().collect::<Vec<f32>>().as_slice());
             ui.separator();
-            ui.label(RichText::new("Recent requests").strong());
+            ui.label(RichText::new("Recent activity").strong());
             egui::ScrollArea::vertical()
                 .max_height(160.0)
                 .show(ui, |ui| {
