@@ -341,3 +341,47 @@ async fn a_confirmation_after_a_change_wins_again() {
         "{status:?}"
     );
 }
+
+/// A new relay of a device already heard shares its availability at once
+/// (the broker sends a retained will only to a new subscription); a relay
+/// moved to another device starts unknown, then hears that one's will.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reconfiguring_keeps_what_each_last_will_said() {
+    let broker = Mosquitto::start();
+    let first = unique("shelly-a");
+    let second = unique("shelly-b");
+    let config = config_of(&broker.url(), vec![RelayConfig::shelly("porch", &first, 0)]);
+    let mut wire = Wire::connect(&broker.url()).await;
+    wire.publish(&format!("{first}/online"), "false", true)
+        .await;
+    wire.publish(&format!("{second}/online"), "true", true)
+        .await;
+    let mut engine = TestEngine::start(&config);
+    assert!(engine.availability(0).await.is_offline());
+
+    let mut more = config.clone();
+    more.relays.push(RelayConfig::shelly("yard", &first, 1));
+    engine.handle.reconfigure(more.clone().into()).unwrap();
+    let yard = engine
+        .wait_for(Duration::from_secs(10), |event| match event {
+            Event::Relay { relay: 1, status } => Some(status.availability),
+            _ => None,
+        })
+        .await;
+    assert!(yard.is_offline(), "{yard:?}");
+
+    let mut moved = more.clone();
+    moved.relays[0] = RelayConfig::shelly("porch", &second, 0);
+    engine.handle.reconfigure(moved.into()).unwrap();
+    let porch = engine
+        .wait_for(Duration::from_secs(10), |event| match event {
+            Event::Relay { relay: 0, status } => Some(status.availability),
+            _ => None,
+        })
+        .await;
+    assert_eq!(porch, Availability::Unknown, "another device's will");
+    assert!(matches!(
+        engine.availability(0).await,
+        Availability::Online { retained: true, .. }
+    ));
+}

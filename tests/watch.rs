@@ -480,7 +480,9 @@ async fn watch_prints_availability_and_changes_at_the_device() {
         .await;
     wire.publish(&format!("{device}/online"), "false", true)
         .await;
-    let line = watch.text_line(|l| l.starts_with("porch: device online")).await;
+    let line = watch
+        .text_line(|l| l.starts_with("porch: device online"))
+        .await;
     assert_eq!(line, "porch: device online", "the retained will, first");
     let line = watch
         .text_line(|l| l.starts_with("porch: device offline"))
