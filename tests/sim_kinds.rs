@@ -2,7 +2,11 @@
 //! raw MQTT client playing the panel: what each kind of device answers,
 //! where, in which order, and what the faults do to it. Independent of
 //! the engine: these tests pin the devices' side of each contract.
+//! `sim_kinds/availability.rs`: presses at the device and last wills.
 
+// Beside this file, not in tests/ (where cargo would build it alone).
+#[path = "sim_kinds/availability.rs"]
+mod availability;
 mod common;
 
 use std::collections::VecDeque;

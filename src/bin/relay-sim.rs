@@ -7,7 +7,7 @@ use anyhow::Context;
 use clap::Parser;
 use relay_panel::config::Config;
 use relay_panel::paths;
-use relay_panel::sim::{self, Faults, SimOptions, SimReply};
+use relay_panel::sim::{self, Faults, SimHandle, SimOptions, SimReply};
 
 /// Simulate a device for every relay in a Relay Panel configuration, each
 /// the way its kind of device speaks.
@@ -15,16 +15,41 @@ use relay_panel::sim::{self, Faults, SimOptions, SimReply};
 /// Every relay starts off. kind mqtt5: switches on payload_on /
 /// payload_off, answers payload_query with its state, and replies on the
 /// request's Response Topic with the request's Correlation Data (none if
-/// the request had none, so `mosquitto_rr` works against it). shelly:
-/// answers JSON-RPC Switch.Set / Switch.GetStatus / Switch.Toggle on
-/// <device>/rpc, on <src>/rpc. tasmota: acts on cmnd/<device>/POWER<n> and
-/// answers on stat/<device>/RESULT and stat/<device>/POWER<n> (and, with
-/// --tasmota-mqtt5, on the Response Topic). state: acts on command_topic,
-/// publishes its state on state_topic (retained).
+/// the request had none, so `mosquitto_rr` works against it); with a
+/// state_topic it also publishes its state there (retained, User Property
+/// source). shelly: answers JSON-RPC Switch.Set / Switch.GetStatus /
+/// Switch.Toggle on <device>/rpc, on <src>/rpc, and tells every change on
+/// <device>/events/rpc and <device>/status/switch:<n>. tasmota: acts on
+/// cmnd/<device>/POWER<n> and answers on stat/<device>/RESULT and
+/// stat/<device>/POWER<n> (and, with --tasmota-mqtt5, on the Response
+/// Topic). state: acts on command_topic, publishes its state on
+/// state_topic (retained).
+///
+/// Every device with an availability topic (shelly: <device>/online,
+/// tasmota: tele/<device>/LWT, mqtt5 and state: availability_topic) has a
+/// connection of its own whose last will is its offline payload there; it
+/// publishes its online payload (retained) on connecting.
+///
+/// Commands on standard input, one a line, for what happens at a device:
+///
+///   press ID     someone presses the relay's button: it toggles and its
+///                device tells the change (source "button")
+///
+///   offline ID   the relay's device (every relay sharing its availability
+///                topic) drops off the network without a goodbye: the
+///                broker publishes its last will; it ignores requests
+///
+///   online ID    the device is back: it connects, says it is online and
+///                announces its state (state devices, mqtt5 with a
+///                state_topic)
+///
+/// Each command prints what it did, or why not. The end of standard input
+/// (closed, or /dev/null) leaves the simulator running; Ctrl+C stops it,
+/// and its devices drop off the network (their wills fire).
 #[derive(Parser, Debug)]
 #[command(
     version,
-    after_help = "Example:\n  relay-sim --config panel.toml --latency-ms 20 --drop 0.05 -v"
+    after_help = "Example:\n  relay-sim --config panel.toml --latency-ms 20 --drop 0.05 -v\n  echo 'offline pump-1' | relay-sim --config panel.toml"
 )]
 struct Args {
     /// Configuration file (default: $RELAY_PANEL_CONFIG or the platform config dir).
@@ -106,7 +131,7 @@ async fn main() -> anyhow::Result<()> {
     let relays = config.relays.len();
     let url = config.broker.url.clone();
     let (mut handle, mut records) = sim::spawn(SimOptions {
-        config,
+        config: config.clone(),
         faults,
         client_id: None,
     })
@@ -115,8 +140,16 @@ async fn main() -> anyhow::Result<()> {
         _ = handle.ready() => eprintln!("relay-sim: {relays} relay(s) listening via {url}"),
         _ = tokio::time::sleep(Duration::from_secs(10)) => anyhow::bail!("relay-sim: could not connect and subscribe to {url} within 10 s (see messages above)"),
     }
+    let mut commands = read_commands();
+    // Standard input may end at once (/dev/null, a closed pipe): the
+    // devices go on until Ctrl+C.
+    let mut reading = true;
     loop {
         tokio::select! {
+            line = commands.recv(), if reading => match line {
+                Some(line) => println!("{}", run_command(&handle, &config, &line)),
+                None => reading = false,
+            },
             record = records.recv() => {
                 let Some(record) = record else { break };
                 if args.verbose {
@@ -129,6 +162,7 @@ async fn main() -> anyhow::Result<()> {
                         SimReply::WrongCorrelation => "answered with wrong correlation".to_owned(),
                         SimReply::Expired { expires_at } => format!("expired at {expires_at}: not actuated, not answered"),
                         SimReply::Ignored { reason } => format!("ignored ({reason}): not actuated, not answered"),
+                        SimReply::Offline => "device offline: not actuated, not answered".to_owned(),
                     };
                     let tie = match &record.rpc_id {
                         Some(id) => format!("rpc id={id}"),
@@ -150,4 +184,74 @@ async fn main() -> anyhow::Result<()> {
     handle.stop();
     tokio::time::sleep(Duration::from_millis(100)).await;
     Ok(())
+}
+
+/// The lines of standard input, read on a thread of their own (reading
+/// blocks; the process exits without waiting for it). The channel closes
+/// at the end of the input.
+fn read_commands() -> tokio::sync::mpsc::Receiver<String> {
+    let (tx, rx) = tokio::sync::mpsc::channel(16);
+    std::thread::spawn(move || {
+        for line in std::io::stdin().lines() {
+            let Ok(line) = line else { return };
+            if tx.blocking_send(line).is_err() {
+                return;
+            }
+        }
+    });
+    rx
+}
+
+/// Carries out one command line; returns what it did, or why not.
+fn run_command(handle: &SimHandle, config: &Config, line: &str) -> String {
+    const USAGE: &str = "commands: press ID, offline ID, online ID";
+    let mut words = line.split_whitespace();
+    let (Some(command), Some(id), None) = (words.next(), words.next(), words.next()) else {
+        return if line.trim().is_empty() {
+            USAGE.to_owned()
+        } else {
+            format!("relay-sim: cannot read {:?}; {USAGE}", line.trim())
+        };
+    };
+    let Some(relay) = config.relay(id) else {
+        return format!("relay-sim: no relay {id:?} in the configuration");
+    };
+    match command {
+        "press" => {
+            handle.press(id);
+            let now = handle
+                .state(id)
+                .map_or_else(|| "?".to_owned(), |s| s.to_string());
+            let heard = match handle.is_online(id) {
+                Some(false) => " (its device is offline: nobody hears of it)",
+                _ => "",
+            };
+            format!("relay-sim: pressed {id}'s button: now {now}{heard}")
+        }
+        "offline" | "online" => {
+            let online = command == "online";
+            let Some(topic) = relay.availability_topic() else {
+                return format!(
+                    "relay-sim: {id} has no availability topic: it cannot go {command} by itself"
+                );
+            };
+            handle.set_online(id, online);
+            let sharing: Vec<&str> = config
+                .relays
+                .iter()
+                .filter(|r| r.availability_topic().as_deref() == Some(topic.as_str()))
+                .map(|r| r.id.as_str())
+                .collect();
+            let what = if online {
+                "back online: it connects and says so"
+            } else {
+                "offline: the broker publishes its last will"
+            };
+            format!(
+                "relay-sim: the device of {} ({topic}) is {what}",
+                sharing.join(", ")
+            )
+        }
+        other => format!("relay-sim: unknown command {other:?}; {USAGE}"),
+    }
 }

@@ -4,8 +4,11 @@
 //! the answer goes to `<SRC>/rpc` as `{"id":N,"src":<device>,"dst":SRC,
 //! "result":…}` or `{…,"error":{"code":…,"message":…}}`. A frame without
 //! `src` is dropped (the firmware cannot answer it); a call without `id` is
-//! acted on and not answered. After its output changes the device also
-//! sends a `NotifyStatus` on `<device>/events/rpc`.
+//! acted on and not answered. After its output changes (by a call, or by
+//! its button) the device also sends a `NotifyStatus` on
+//! `<device>/events/rpc` and its switch's status on
+//! `<device>/status/switch:<n>`, each saying what switched it (`source`:
+//! `MQTT`, `button`).
 //!
 //! Pure: reading a frame and building the device's messages.
 
@@ -14,7 +17,7 @@ use rand::Rng;
 use rand::rngs::StdRng;
 use serde_json::{Value, json};
 
-use super::{Command, Outgoing, Role};
+use super::{Command, Outgoing, Role, Source};
 use crate::protocol::RelayState;
 
 /// Shelly's "not found" error code: a switch the device lacks, and the
@@ -129,6 +132,7 @@ pub(super) fn answer(device: &str, call: &Call, body: Result<Value, RpcError>) -
         payload: Bytes::from(frame.to_string()),
         retain: false,
         correlation: None,
+        source: None,
         role: Role::Tied,
     })
 }
@@ -150,25 +154,44 @@ pub(super) fn result(
     }
 }
 
-/// The `NotifyStatus` the device sends after switch `switch` changed;
-/// `ts` is the device's clock (Unix seconds).
-pub(super) fn notify_status(device: &str, switch: u32, after: RelayState, ts: f64) -> Outgoing {
+/// The switch's status object as the device tells it:
+/// `{"id":n,"source":…,"output":…}`.
+fn switch_status(switch: u32, after: RelayState, source: Source) -> Value {
+    json!({ "id": switch, "source": source.as_str(), "output": after == RelayState::On })
+}
+
+/// What the device sends after switch `switch` changed, `source` saying
+/// what changed it: a `NotifyStatus` on `<device>/events/rpc` (`ts`: the
+/// device's clock, Unix seconds), then the status on
+/// `<device>/status/switch:<n>`.
+pub(super) fn notices(
+    device: &str,
+    switch: u32,
+    after: RelayState,
+    source: Source,
+    ts: f64,
+) -> [Outgoing; 2] {
+    let status = switch_status(switch, after, source);
     let mut params = json!({ "ts": ts });
-    params[format!("switch:{switch}")] =
-        json!({ "id": switch, "output": after == RelayState::On, "source": "MQTT" });
+    params[format!("switch:{switch}")] = status.clone();
     let frame = json!({
         "src": device,
         "dst": format!("{device}/events"),
         "method": "NotifyStatus",
         "params": params,
     });
-    Outgoing {
-        topic: format!("{device}/events/rpc"),
-        payload: Bytes::from(frame.to_string()),
+    let notice = |topic: String, payload: Value| Outgoing {
+        topic,
+        payload: Bytes::from(payload.to_string()),
         retain: false,
         correlation: None,
+        source: None,
         role: Role::Notice,
-    }
+    };
+    [
+        notice(format!("{device}/events/rpc"), frame),
+        notice(format!("{device}/status/switch:{switch}"), status),
+    ]
 }
 
 /// An answer frame as it would come from the wrong exchange: another
@@ -263,6 +286,27 @@ mod tests {
         let notification =
             call(r#"{"src":"panel-1","method":"Switch.Set","params":{"id":0,"on":true}}"#);
         assert!(answer("shelly-a", &notification, Ok(json!({}))).is_none());
+    }
+
+    /// A change is told twice, with its source: `NotifyStatus` on
+    /// `events/rpc`, then the status on `status/switch:<n>`.
+    #[test]
+    fn changes_are_notified_with_their_source() {
+        let [notify, status] = notices("shelly-a", 1, RelayState::On, Source::Button, 12.5);
+        assert_eq!(notify.topic, "shelly-a/events/rpc");
+        let frame: Value = serde_json::from_slice(&notify.payload).unwrap();
+        assert_eq!(
+            frame,
+            json!({"src": "shelly-a", "dst": "shelly-a/events", "method": "NotifyStatus",
+                   "params": {"ts": 12.5, "switch:1": {"id": 1, "source": "button", "output": true}}})
+        );
+        assert_eq!(status.topic, "shelly-a/status/switch:1");
+        let frame: Value = serde_json::from_slice(&status.payload).unwrap();
+        assert_eq!(frame, json!({"id": 1, "source": "button", "output": true}));
+        let [notify, _] = notices("shelly-a", 0, RelayState::Off, Source::Mqtt, 0.0);
+        let frame: Value = serde_json::from_slice(&notify.payload).unwrap();
+        assert_eq!(frame["params"]["switch:0"]["source"], "MQTT");
+        assert!(!notify.retain && !status.retain);
     }
 
     /// A forged answer differs from the real one in `id` or `dst` only.

@@ -46,6 +46,7 @@ pub(super) fn report(relay: &RelayConfig, state: RelayState) -> Outgoing {
         payload: Bytes::copy_from_slice(payload(relay, state).as_bytes()),
         retain: true,
         correlation: None,
+        source: None,
         role: Role::Report,
     }
 }

@@ -56,6 +56,7 @@ pub(super) fn answer(
         payload: Bytes::from(result.clone()),
         retain: false,
         correlation: None,
+        source: None,
         role: Role::Report,
     }];
     if let Some((topic, correlation)) = response {
@@ -64,6 +65,7 @@ pub(super) fn answer(
             payload: Bytes::from(result),
             retain: false,
             correlation,
+            source: None,
             role: Role::Tied,
         });
     }
@@ -72,6 +74,7 @@ pub(super) fn answer(
         payload: Bytes::from_static(word(state).as_bytes()),
         retain: false,
         correlation: None,
+        source: None,
         role: Role::Report,
     });
     messages

@@ -165,6 +165,7 @@ impl DeviceLog {
             SimReply::NoResponseTopic => "no response topic",
             SimReply::Expired { .. } => "expired, not actuated",
             SimReply::Ignored { .. } => "ignored",
+            SimReply::Offline => "device offline",
         };
         *self.did.entry(what).or_default() += 1;
         let key = match (&record.correlation, &record.rpc_id) {
