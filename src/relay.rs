@@ -48,6 +48,16 @@ pub struct Acknowledgement {
     pub operator: Option<String>,
 }
 
+impl Acknowledgement {
+    /// " by alice", or "" when who asked is not known.
+    pub fn by_whom(&self) -> String {
+        match self.operator.as_deref() {
+            Some(operator) if !operator.is_empty() => format!(" by {operator}"),
+            _ => String::new(),
+        }
+    }
+}
+
 /// How long after this panel's own request was answered a matching state
 /// from the device is still taken as part of that request (a Shelly sends
 /// `NotifyStatus`, a Tasmota `stat/…/POWER`, right after its answer), not
@@ -119,6 +129,16 @@ pub struct DeviceReport {
     pub retained: bool,
     /// Loaded from the store at start-up: heard in an earlier session.
     pub restored: bool,
+}
+
+impl DeviceReport {
+    /// " (button)": what switched it, or "" when the device did not say.
+    pub fn from_source(&self) -> String {
+        self.source
+            .as_deref()
+            .map(|source| format!(" ({source})"))
+            .unwrap_or_default()
+    }
 }
 
 /// What a device's own state message did to a relay
@@ -1153,6 +1173,14 @@ mod tests {
             relay.device_report.as_ref().map(|r| r.state),
             Some(RelayState::On)
         );
+        assert_eq!(relay.device_report.as_ref().unwrap().from_source(), "");
+        assert_eq!(relay.last_acknowledged.as_ref().unwrap().by_whom(), " by a");
+        let mut pressed = relay.device_report.clone().unwrap();
+        pressed.source = Some("button".into());
+        assert_eq!(pressed.from_source(), " (button)");
+        let mut nobody = relay.last_acknowledged.clone().unwrap();
+        nobody.operator = Some(String::new());
+        assert_eq!(nobody.by_whom(), "");
         let mut tie = relay.clone();
         tie.device_report.as_mut().unwrap().at = t(20_005);
         assert!(matches!(tie.shown(), Some(Shown::Acknowledged(_))));

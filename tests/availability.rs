@@ -341,3 +341,220 @@ async fn a_confirmation_after_a_change_wins_again() {
         "{status:?}"
     );
 }
+
+/// A new relay of a device already heard shares its availability at once
+/// (the broker sends a retained will only to a new subscription); a relay
+/// moved to another device starts unknown, then hears that one's will.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reconfiguring_keeps_what_each_last_will_said() {
+    let broker = Mosquitto::start();
+    let first = unique("shelly-a");
+    let second = unique("shelly-b");
+    let config = config_of(&broker.url(), vec![RelayConfig::shelly("porch", &first, 0)]);
+    let mut wire = Wire::connect(&broker.url()).await;
+    wire.publish(&format!("{first}/online"), "false", true)
+        .await;
+    wire.publish(&format!("{second}/online"), "true", true)
+        .await;
+    let mut engine = TestEngine::start(&config);
+    assert!(engine.availability(0).await.is_offline());
+
+    let mut more = config.clone();
+    more.relays.push(RelayConfig::shelly("yard", &first, 1));
+    engine.handle.reconfigure(more.clone().into()).unwrap();
+    let yard = engine
+        .wait_for(Duration::from_secs(10), |event| match event {
+            Event::Relay { relay: 1, status } => Some(status.availability),
+            _ => None,
+        })
+        .await;
+    assert!(yard.is_offline(), "{yard:?}");
+
+    let mut moved = more.clone();
+    moved.relays[0] = RelayConfig::shelly("porch", &second, 0);
+    engine.handle.reconfigure(moved.into()).unwrap();
+    let porch = engine
+        .wait_for(Duration::from_secs(10), |event| match event {
+            Event::Relay { relay: 0, status } => Some(status.availability),
+            _ => None,
+        })
+        .await;
+    assert_eq!(porch, Availability::Unknown, "another device's will");
+    assert!(matches!(
+        engine.availability(0).await,
+        Availability::Online { retained: true, .. }
+    ));
+}
+
+/// Simulated devices of every kind, with real last wills: the panel hears
+/// them online, each wall-button press as a change at the device (with
+/// the source the device gives), each cut connection as offline (the
+/// broker's will) and each return; requests to them afterwards are not
+/// changes. Then the broker restarts twice with a fixed client id: the
+/// devices that are there say so again, the one still cut off stays
+/// offline, and nothing is reported as changed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn simulated_devices_go_offline_come_back_and_switch_at_the_device() {
+    let mut broker = Mosquitto::start();
+    let run = unique("plant");
+    let mut bench = RelayConfig::state(
+        "bench",
+        &format!("{run}/bench/set"),
+        &format!("{run}/bench/state"),
+    );
+    bench.availability_topic = format!("{run}/bench/status");
+    let mut plain = RelayConfig::new("plain", &format!("{run}/plain/set"));
+    plain.state_topic = format!("{run}/plain/state");
+    plain.availability_topic = format!("{run}/plain/status");
+    plain.payload_available = "up".into();
+    plain.payload_not_available = "down".into();
+    let mut config = config_of(
+        &broker.url(),
+        vec![
+            RelayConfig::shelly("porch", &format!("{run}-shelly"), 0),
+            RelayConfig::tasmota("pump", &format!("{run}-tasmota"), Some(1)),
+            bench,
+            plain,
+        ],
+    );
+    config.broker.client_id = Some(format!("{run}-panel"));
+    for relay in &mut config.relays {
+        relay.timeout_ms = Some(500);
+    }
+    let (mut devices, _records) = devices(&config, Faults::default()).await;
+    let mut engine = TestEngine::start(&config);
+    engine.connected().await;
+    let all = |online: Option<bool>| {
+        move |statuses: &std::collections::HashMap<usize, relay_panel::relay::RelayStatus>| {
+            (0..4).all(|r| {
+                statuses
+                    .get(&r)
+                    .is_some_and(|s| s.availability.online() == online)
+            })
+        }
+    };
+    engine
+        .statuses_until(Duration::from_secs(10), all(Some(true)))
+        .await;
+    // Presses: a change each, with the device's own source.
+    let sources = [Some("button"), None, None, Some("button")];
+    for (relay, source) in sources.into_iter().enumerate() {
+        assert!(devices.press(&config.relays[relay].id));
+        let entry = engine.changed(relay).await;
+        assert_eq!(
+            (entry.state, entry.detail.as_deref()),
+            (Some(RelayState::On), source),
+            "{}",
+            config.relays[relay].id
+        );
+    }
+    let quiet = engine.drain(Duration::from_millis(500)).await;
+    assert!(
+        changes(&quiet).is_empty(),
+        "one change per press: {quiet:?}"
+    );
+
+    // Cut off: the broker's will; a request then has no answer.
+    for relay in &config.relays {
+        assert!(devices.set_online(&relay.id, false));
+    }
+    engine
+        .statuses_until(Duration::from_secs(10), all(Some(false)))
+        .await;
+    assert!(matches!(
+        engine.statuses[&3].availability,
+        Availability::Offline {
+            retained: false,
+            ..
+        }
+    ));
+    let entry = engine.request(0, Action::Off).await;
+    assert_eq!(entry.outcome, Outcome::NoResponse);
+    // Back, and switched from here: confirmations, not changes.
+    for relay in &config.relays {
+        assert!(devices.set_online(&relay.id, true));
+    }
+    engine
+        .statuses_until(Duration::from_secs(10), all(Some(true)))
+        .await;
+    tokio::time::timeout(Duration::from_secs(10), devices.ready())
+        .await
+        .unwrap();
+    for relay in 0..4 {
+        let entry = engine.request(relay, Action::Off).await;
+        assert!(entry.outcome.has_state(), "{entry:?}");
+        assert_eq!(entry.state, Some(RelayState::Off));
+    }
+    let quiet = engine.drain(Duration::from_millis(800)).await;
+    assert!(changes(&quiet).is_empty(), "{quiet:?}");
+
+    // The shelly is cut off again; the broker restarts twice.
+    assert!(devices.set_online("porch", false));
+    assert!(engine.availability(0).await.is_offline());
+    for _ in 0..2 {
+        broker.stop();
+        broker.resume();
+        engine
+            .wait_connection(Duration::from_secs(20), |s| s.is_ready())
+            .await;
+    }
+    tokio::time::timeout(Duration::from_secs(20), devices.ready())
+        .await
+        .unwrap();
+    let after = engine.drain(Duration::from_millis(800)).await;
+    assert!(changes(&after).is_empty(), "{after:?}");
+    let statuses = &engine.statuses;
+    assert!(statuses[&0].availability.is_offline(), "still cut off");
+    for relay in 1..4 {
+        assert_eq!(
+            statuses[&relay].availability.online(),
+            Some(true),
+            "relay {relay}"
+        );
+    }
+    let entry = engine.request(1, Action::On).await;
+    assert!(entry.outcome.has_state(), "{entry:?}");
+}
+
+/// After a restart, a retained state that says what the store already
+/// knows keeps the store's answer, with its time and who asked, whichever
+/// of the two the engine hears first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retained_state_agreeing_with_the_store_keeps_the_stored_answer() {
+    let broker = Mosquitto::start();
+    let dir = tempfile::tempdir().unwrap();
+    let run = unique("bench");
+    let mut config = config_of(
+        &broker.url(),
+        vec![RelayConfig::state(
+            "bench",
+            &format!("{run}/set"),
+            &format!("{run}/state"),
+        )],
+    );
+    config.panel.operator = Some("alice".into());
+    let (_devices, _records) = devices(&config, Faults::default()).await;
+    let options = || EngineOptions {
+        data_dir: Some(dir.path().to_owned()),
+        ..EngineOptions::new(config.clone())
+    };
+    for round in 0..3 {
+        let mut engine = TestEngine::start_with(options());
+        engine.connected().await;
+        if round == 0 {
+            let entry = engine.request(0, Action::On).await;
+            assert_eq!(entry.outcome, Outcome::Reported);
+        }
+        engine.drain(Duration::from_millis(200)).await;
+        let status = engine.statuses[&0].clone();
+        match status.shown() {
+            Some(Shown::Acknowledged(ack)) => {
+                assert_eq!(ack.state, RelayState::On);
+                assert_eq!(ack.operator.as_deref(), Some("alice"));
+                assert_eq!(ack.restored, round > 0, "round {round}");
+            }
+            other => panic!("round {round}: {other:?}"),
+        }
+        engine.stop().await;
+    }
+}

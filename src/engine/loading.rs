@@ -92,6 +92,17 @@ impl Engine {
                             restored: true,
                             operator: ack.operator,
                         });
+                        // A retained message heard before the store was
+                        // read that says the same adds nothing but doubt
+                        // about its time: as if read in the other order.
+                        let status = &mut self.statuses[index];
+                        if status
+                            .device_report
+                            .as_ref()
+                            .is_some_and(|heard| heard.retained && heard.state == ack.state)
+                        {
+                            status.device_report = None;
+                        }
                         changed.insert(index);
                     }
                 }
@@ -99,8 +110,14 @@ impl Engine {
                     let Some(&index) = index.get(report.relay_id.as_str()) else {
                         continue;
                     };
-                    // Never over what the device said in this session.
-                    if self.statuses[index].device_report.is_none() {
+                    // Never over what the device said in this session, but
+                    // over a retained message that says the same: the
+                    // store knows when it was said.
+                    let replace = match &self.statuses[index].device_report {
+                        None => true,
+                        Some(heard) => heard.retained && heard.state == report.state,
+                    };
+                    if replace {
                         self.statuses[index].device_report = Some(DeviceReport {
                             state: report.state,
                             at: report.at,

@@ -17,7 +17,7 @@ use super::kinds::{PanelTopics, Routes};
 use super::task::Engine;
 use super::{Event, decide};
 use crate::config::{Config, RelayConfig};
-use crate::relay::RelayStatus;
+use crate::relay::{Availability, RelayStatus};
 
 /// Where each relay of `old` is in `new`, by id: `moves[i]` is the new
 /// index of `old[i]`, `None` when `new` has no relay with its id. Ids are
@@ -58,9 +58,35 @@ impl Engine {
         }
         self.outbox.renumber(&moves);
         let mut statuses = vec![RelayStatus::default(); config.relays.len()];
-        for (status, new) in std::mem::take(&mut self.statuses).into_iter().zip(&moves) {
-            if let Some(new) = *new {
-                statuses[new] = status;
+        // What each last-will topic said, from the relays that keep theirs:
+        // a new relay of a device already heard shares it (the broker
+        // sends a retained will only to a new subscription).
+        let mut heard: HashMap<String, Availability> = HashMap::new();
+        for ((status, new), old) in std::mem::take(&mut self.statuses)
+            .into_iter()
+            .zip(&moves)
+            .zip(&self.config.relays)
+        {
+            let Some(new) = *new else { continue };
+            let topic = config.relays[new].availability_topic();
+            let same_will = topic == old.availability_topic();
+            if same_will
+                && let Some(topic) = topic
+                && status.availability != Availability::Unknown
+            {
+                heard.insert(topic, status.availability);
+            }
+            statuses[new] = status;
+            if !same_will {
+                // Another device's last will: nothing heard from it yet.
+                statuses[new].availability = Availability::Unknown;
+            }
+        }
+        for (status, relay) in statuses.iter_mut().zip(&config.relays) {
+            if status.availability == Availability::Unknown
+                && let Some(known) = relay.availability_topic().and_then(|t| heard.get(&t))
+            {
+                status.availability = *known;
             }
         }
         self.statuses = statuses;

@@ -137,6 +137,21 @@ impl TestEngine {
         }
     }
 
+    /// Waits until the relays' latest statuses satisfy `want` (events
+    /// arrive in any order across relays), failing the test after
+    /// `within`.
+    pub async fn statuses_until(
+        &mut self,
+        within: Duration,
+        want: impl Fn(&std::collections::HashMap<usize, relay_panel::relay::RelayStatus>) -> bool,
+    ) {
+        let deadline = Instant::now() + within;
+        while !want(&self.statuses) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            self.next(left).await;
+        }
+    }
+
     /// The next change at the device of `relay` (its audit entry).
     pub async fn changed(&mut self, relay: usize) -> AuditEntry {
         self.wait_for(Duration::from_secs(10), |event| match event {

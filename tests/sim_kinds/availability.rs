@@ -578,3 +578,57 @@ fn relay_sim_takes_commands_on_stdin() {
     let _ = sim.wait();
     eventually(port, &lwt, "Offline");
 }
+
+/// The report log tells every state message the new paths publish: a
+/// Shelly's two notices after a request and after a press, an `mqtt5`
+/// device's state topic on connecting and after a press; what a device
+/// cut off would have said is told as dropped (nobody heard it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn state_messages_are_told_in_the_report_log() {
+    let broker = Mosquitto::start();
+    let run = format!("{:08x}", rand::random::<u32>());
+    let mut own = RelayConfig::new("own", &format!("dev/{run}/own"));
+    own.state_topic = format!("dev/{run}/own/state");
+    let shelly = RelayConfig::shelly("hall", &format!("shelly-{run}"), 0);
+    let (devices, _records, mut reports) = spawn_logged(
+        &broker,
+        Faults::default(),
+        vec![own.clone(), shelly.clone()],
+    )
+    .await;
+    let announced = report_of(&mut reports, "own").await;
+    assert_eq!(
+        (announced.topic, announced.state, announced.offline),
+        (own.state_topic.clone(), Some(RelayState::Off), false)
+    );
+
+    assert!(devices.press("own"));
+    let pressed = report_of(&mut reports, "own").await;
+    assert_eq!(
+        (pressed.topic, pressed.state),
+        (own.state_topic.clone(), Some(RelayState::On))
+    );
+
+    let mut config = Config::new(&broker.url());
+    config.relays = Vec::new();
+    let wire = Wire::connect(&config).await;
+    let set = shelly_call(3, "panel", "Switch.Set", json!({"id": 0, "on": true}));
+    wire.publish(&shelly.publish_topic(), set).await;
+    for topic in shelly.report_topics() {
+        let told = report_of(&mut reports, "hall").await;
+        assert_eq!(
+            (told.topic, told.state, told.offline),
+            (topic, Some(RelayState::On), false)
+        );
+    }
+
+    assert!(devices.set_online("hall", false));
+    assert!(devices.press("hall"));
+    for topic in shelly.report_topics() {
+        let told = report_of(&mut reports, "hall").await;
+        assert_eq!(
+            (told.topic, told.state, told.offline),
+            (topic, Some(RelayState::Off), true)
+        );
+    }
+}

@@ -99,34 +99,26 @@ pub(super) fn known_text(status: &RelayStatus, now: SystemTime) -> String {
             let how = if report.retained {
                 "reported (retained; time unknown)".to_owned()
             } else {
-                let source = report
-                    .source
-                    .as_deref()
-                    .map(|s| format!(" ({s})"))
-                    .unwrap_or_default();
                 let earlier = if report.restored {
                     ", from an earlier session"
                 } else {
                     ""
                 };
-                format!("reported by the device {}{source}{earlier}", age(report.at))
+                format!(
+                    "reported by the device {}{}{earlier}",
+                    age(report.at),
+                    report.from_source()
+                )
             };
             let mut text = format!("{}, {how}", report.state);
             match &status.last_acknowledged {
-                Some(ack) => {
-                    let by = ack
-                        .operator
-                        .as_deref()
-                        .filter(|o| !o.is_empty())
-                        .map(|o| format!(" by {o}"))
-                        .unwrap_or_default();
-                    text.push_str(&format!(
-                        "; last {} {} {}{by}",
-                        ack.evidence.verb(),
-                        ack.state,
-                        format_time(ack.at)
-                    ));
-                }
+                Some(ack) => text.push_str(&format!(
+                    "; last {} {} {}{}",
+                    ack.evidence.verb(),
+                    ack.state,
+                    format_time(ack.at),
+                    ack.by_whom()
+                )),
                 None => text.push_str("; never acknowledged"),
             }
             text
