@@ -190,9 +190,7 @@ pub fn report_line(report: &DeviceReport) -> String {
     } else {
         format!("{state} at {}", format_time(report.at))
     };
-    if let Some(source) = &report.source {
-        line.push_str(&format!(" ({source})"));
-    }
+    line.push_str(&report.from_source());
     if report.restored {
         line.push_str(", from an earlier session");
     }
@@ -209,8 +207,10 @@ pub fn ack_line(ack: &Acknowledgement) -> String {
         format_time(ack.at),
         format_rtt(ack.rtt),
     );
-    if let Some(operator) = ack.operator.as_deref().filter(|o| !o.is_empty()) {
-        line.push_str(&format!(", by {operator}"));
+    let by = ack.by_whom();
+    if !by.is_empty() {
+        line.push(',');
+        line.push_str(&by);
     }
     if ack.late {
         line.push_str(", late");

@@ -116,29 +116,20 @@ pub fn ack_text(status: &RelayStatus, now: SystemTime) -> (String, String) {
                 format_time(report.at)
             )
         } else {
-            let source = report
-                .source
-                .as_deref()
-                .map(|s| format!(" ({s})"))
-                .unwrap_or_default();
             format!(
-                "Reported {state} at {}{source}: the device published it by itself; no request of this panel explains it.",
-                format_time(report.at)
+                "Reported {state} at {}{}: the device published it by itself; no request of this panel explains it.",
+                format_time(report.at),
+                report.from_source()
             )
         }
     };
     let ack_line = |ack: &Acknowledgement| {
-        let by = ack
-            .operator
-            .as_deref()
-            .filter(|o| !o.is_empty())
-            .map(|o| format!(" by {o}"))
-            .unwrap_or_default();
         format!(
-            "Last {} {} at {}{by}.",
+            "Last {} {} at {}{}.",
             ack.evidence.verb(),
             ack.state.as_str().to_uppercase(),
-            format_time(ack.at)
+            format_time(ack.at),
+            ack.by_whom()
         )
     };
     match status.shown() {
@@ -150,12 +141,11 @@ pub fn ack_text(status: &RelayStatus, now: SystemTime) -> (String, String) {
             let text = if report.retained {
                 "reported (retained; time unknown)".to_owned()
             } else {
-                let source = report
-                    .source
-                    .as_deref()
-                    .map(|s| format!(" ({s})"))
-                    .unwrap_or_default();
-                format!("reported by the device {}{source}", age(report.at))
+                format!(
+                    "reported by the device {}{}",
+                    age(report.at),
+                    report.from_source()
+                )
             };
             let mut hover = report_line(report);
             if report.restored {
@@ -188,15 +178,10 @@ pub fn ack_text(status: &RelayStatus, now: SystemTime) -> (String, String) {
                     "The device published this state after the command, but nothing ties that message to the request.",
                 ),
             };
-            let by = ack
-                .operator
-                .as_deref()
-                .filter(|o| !o.is_empty())
-                .map(|o| format!(" by {o}"))
-                .unwrap_or_default();
             let mut hover = format!(
-                "{verb} {}{by} — round trip {}\n{why}",
+                "{verb} {}{} — round trip {}\n{why}",
                 format_time(ack.at),
+                ack.by_whom(),
                 format_rtt(ack.rtt)
             );
             if ack.restored {
