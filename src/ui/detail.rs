@@ -34,6 +34,9 @@ pub fn show(ctx: &egui::Context, model: &Model, relay: usize) -> Option<Intent> 
         .open(&mut open)
         .collapsible(false)
         .default_width(460.0)
+        // On a low screen (800×600) the window is as high as the screen
+        // and its content scrolls: the recent activity stays reachable.
+        .vscroll(true)
         .pivot(egui::Align2::RIGHT_BOTTOM)
         .default_pos(corner)
         .show(ctx, |ui| {
