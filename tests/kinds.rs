@@ -47,6 +47,10 @@ impl Heard {
 struct Device {
     client: rumqttc::v5::AsyncClient,
     heard: mpsc::UnboundedReceiver<Heard>,
+    /// QoS 1 publishes handed to the client so far.
+    handed: std::sync::atomic::AtomicU64,
+    /// PUBACKs received so far (the broker acknowledges in order).
+    acked: tokio::sync::watch::Receiver<u64>,
 }
 
 impl Device {
@@ -58,6 +62,7 @@ impl Device {
         let (tx, heard) = mpsc::unbounded_channel();
         let (subscribed_tx, subscribed) = tokio::sync::oneshot::channel();
         let mut subscribed_tx = Some(subscribed_tx);
+        let (acked_tx, acked) = tokio::sync::watch::channel(0u64);
         let filters = topics
             .iter()
             .map(|t| rumqttc::v5::mqttbytes::v5::Filter::new(*t, QoS::AtLeastOnce));
@@ -69,6 +74,9 @@ impl Device {
                         if let Some(tx) = subscribed_tx.take() {
                             let _ = tx.send(());
                         }
+                    }
+                    Ok(rumqttc::v5::Event::Incoming(Packet::PubAck(_))) => {
+                        acked_tx.send_modify(|n| *n += 1);
                     }
                     Ok(rumqttc::v5::Event::Incoming(Packet::Publish(p))) => {
                         let props = p.properties.unwrap_or_default();
@@ -88,7 +96,20 @@ impl Device {
             .await
             .expect("test device subscribed")
             .unwrap();
-        Device { client, heard }
+        Device {
+            client,
+            heard,
+            handed: Default::default(),
+            acked,
+        }
+    }
+
+    /// Counts a publish handed to the client; returns how many PUBACKs
+    /// mean the broker has it.
+    fn hand(&self) -> u64 {
+        self.handed
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+            + 1
     }
 
     /// The next command the device receives.
@@ -99,12 +120,20 @@ impl Device {
             .expect("device running")
     }
 
-    /// Publishes `payload` on `topic` (QoS 1), retained or not.
+    /// Publishes `payload` on `topic` (QoS 1), retained or not, and
+    /// returns once the broker has it (its PUBACK): a stale retained state
+    /// must be there before the panel subscribes, not delivered live.
     async fn publish(&self, topic: &str, payload: &str, retain: bool) {
         self.client
             .publish(topic, QoS::AtLeastOnce, retain, payload.to_owned())
             .await
             .unwrap();
+        let n = self.hand();
+        let mut acked = self.acked.clone();
+        tokio::time::timeout(Duration::from_secs(10), acked.wait_for(|acked| *acked >= n))
+            .await
+            .expect("the broker acknowledged the publish")
+            .expect("device running");
     }
 
     /// Answers `command` on its Response Topic with its Correlation Data
@@ -124,6 +153,7 @@ impl Device {
             )
             .await
             .unwrap();
+        self.hand();
     }
 
     /// Answers a Shelly frame on `<src>/rpc` the way Shelly does, with

@@ -797,6 +797,24 @@ mod tests {
 
     use super::*;
 
+    /// A relay whose request to switch off, asked by alice, was confirmed
+    /// at `at` (3 ms round trip).
+    fn confirmed_off_by_alice(at: SystemTime) -> RelayStatus {
+        let mut status = RelayStatus::default();
+        status
+            .begin(crate::protocol::Action::Off, at, Duration::from_secs(3))
+            .unwrap();
+        status.confirm(
+            RelayState::Off,
+            Evidence::Correlated,
+            at,
+            at,
+            Duration::from_millis(3),
+            "alice",
+        );
+        status
+    }
+
     /// The age and its hover say how the state is known.
     #[test]
     fn ack_text_names_the_evidence() {
@@ -836,18 +854,7 @@ mod tests {
     #[test]
     fn ack_text_tells_a_change_at_the_device() {
         let at = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
-        let mut status = RelayStatus::default();
-        status
-            .begin(crate::protocol::Action::Off, at, Duration::from_secs(3))
-            .unwrap();
-        status.confirm(
-            RelayState::Off,
-            Evidence::Correlated,
-            at,
-            at,
-            Duration::from_millis(3),
-            "alice",
-        );
+        let mut status = confirmed_off_by_alice(at);
         let pressed = at + Duration::from_secs(180);
         status.device_reported(RelayState::On, Some("button".into()), pressed, false, false);
         let now = pressed + Duration::from_secs(120);
@@ -951,21 +958,7 @@ mod tests {
     #[test]
     fn outcome_is_hidden_by_newer_device_news() {
         let at = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
-        let confirmed = || {
-            let mut status = RelayStatus::default();
-            status
-                .begin(crate::protocol::Action::Off, at, Duration::from_secs(3))
-                .unwrap();
-            status.confirm(
-                RelayState::Off,
-                Evidence::Correlated,
-                at,
-                at,
-                Duration::from_millis(3),
-                "alice",
-            );
-            status
-        };
+        let confirmed = || confirmed_off_by_alice(at);
         assert!(!outcome_superseded(&confirmed()));
         assert!(!outcome_superseded(&RelayStatus::default()));
         // A wall button two minutes later.
