@@ -968,6 +968,16 @@ mod tests {
                 Some(On),
             ),
             (
+                "same state, just past the echo window",
+                Before::Confirmed(On),
+                On,
+                2_000,
+                false,
+                false,
+                DeviceSays::Unchanged,
+                Some(On),
+            ),
+            (
                 "same state, later",
                 Before::Confirmed(On),
                 On,

@@ -720,6 +720,114 @@ mod tests {
         }
     }
 
+    /// Table: what a device's own message logs, stores and reports: a
+    /// change is logged (source as detail, no operator) and stored; a
+    /// renewal of the shown state is stored, not logged; a retained state
+    /// is shown, neither logged nor stored; an echo or the same state
+    /// again changes nothing.
+    #[test]
+    fn device_reports_table() {
+        use RelayState::{Off, On};
+        let confirmed_on = || {
+            let mut status = RelayStatus::default();
+            status.begin(Action::On, wall(0), TIMEOUT).unwrap();
+            status.confirm(
+                On,
+                Evidence::Correlated,
+                wall(0),
+                wall(0),
+                Duration::ZERO,
+                "tech",
+            );
+            status
+        };
+        // (what, state, heard at, retained, decision, logged, stored, status changed)
+        let cases = [
+            (
+                "echo",
+                On,
+                100,
+                false,
+                DeviceSays::Echo,
+                false,
+                false,
+                false,
+            ),
+            (
+                "same again",
+                On,
+                9_000,
+                false,
+                DeviceSays::Unchanged,
+                false,
+                false,
+                false,
+            ),
+            (
+                "button",
+                Off,
+                9_000,
+                false,
+                DeviceSays::Changed,
+                true,
+                true,
+                true,
+            ),
+            (
+                "retained",
+                Off,
+                9_000,
+                true,
+                DeviceSays::Retained,
+                false,
+                false,
+                true,
+            ),
+        ];
+        for (what, state, ms, retained, says, logged, stored, changed) in cases {
+            let mut status = confirmed_on();
+            let source = Some("button".to_owned());
+            let news = device_reported(
+                &mut status,
+                "pump-1",
+                state,
+                source,
+                wall(ms),
+                retained,
+                false,
+            );
+            assert_eq!(news.says, says, "{what}");
+            assert_eq!(news.status_changed(), changed, "{what}");
+            assert_eq!(news.entry.is_some(), logged, "{what}");
+            assert_eq!(news.report.is_some(), stored, "{what}");
+            if let Some(entry) = news.entry {
+                assert_eq!(entry.outcome, Outcome::ChangedAtDevice, "{what}");
+                assert_eq!(entry.action, Action::Off, "{what}");
+                assert_eq!(entry.state, Some(state), "{what}");
+                assert_eq!(entry.evidence, Some(Evidence::Reported), "{what}");
+                assert_eq!(entry.detail.as_deref(), Some("button"), "{what}");
+                assert_eq!(
+                    (entry.operator.as_str(), entry.at),
+                    ("", wall(ms)),
+                    "{what}"
+                );
+                assert_eq!(entry.correlation, None, "{what}");
+            }
+            if let Some(report) = news.report {
+                assert_eq!(
+                    (report.relay_id.as_str(), report.state, report.at),
+                    ("pump-1", state, wall(ms)),
+                    "{what}"
+                );
+            }
+        }
+        // Renewed: an earlier session's state heard again, live.
+        let mut restored = RelayStatus::restored(confirmed_on().last_acknowledged.unwrap());
+        let news = device_reported(&mut restored, "pump-1", On, None, wall(9_000), false, false);
+        assert_eq!(news.says, DeviceSays::Renewed);
+        assert!(news.status_changed() && news.entry.is_none() && news.report.is_some());
+    }
+
     /// Timeouts and late answers on tokio's paused clock, as the engine
     /// sees them: the correlation table ends the request at its deadline,
     /// a late answer within the grace period is still the device's report,
