@@ -73,7 +73,10 @@ pub(super) fn availability_text(availability: Availability) -> String {
 /// The state and how it is known, in words: "on, acknowledged 12 s ago",
 /// "on, reported by the device 2 min ago (button); last confirmed off
 /// 2026-12-04 10:02:00 by alice", "unknown, never acknowledged".
-pub(super) fn known_text(status: &RelayStatus, now: SystemTime) -> String {
+/// `session`: the status is a running watch's, so what it read from the
+/// store at start is marked "from an earlier session" (a one-shot
+/// `status` reads everything from there).
+pub(super) fn known_text(status: &RelayStatus, now: SystemTime, session: bool) -> String {
     let age = |at: SystemTime| format_age(now.duration_since(at).unwrap_or_default());
     let mut text = match status.shown() {
         None => "unknown, never acknowledged".to_owned(),
@@ -85,7 +88,7 @@ pub(super) fn known_text(status: &RelayStatus, now: SystemTime) -> String {
             if ack.late {
                 marks.push("late answer");
             }
-            if ack.restored {
+            if ack.restored && session {
                 marks.push("from an earlier session");
             }
             let marks = if marks.is_empty() {
@@ -99,7 +102,7 @@ pub(super) fn known_text(status: &RelayStatus, now: SystemTime) -> String {
             let how = if report.retained {
                 "reported (retained; time unknown)".to_owned()
             } else {
-                let earlier = if report.restored {
+                let earlier = if report.restored && session {
                     ", from an earlier session"
                 } else {
                     ""
@@ -126,10 +129,6 @@ pub(super) fn known_text(status: &RelayStatus, now: SystemTime) -> String {
     };
     if let Phase::Pending { requested, .. } = &status.phase {
         text.push_str(&format!("; pending: asked {requested}"));
-    }
-    let availability = availability_text(status.availability);
-    if !availability.is_empty() {
-        text.push_str(&format!("; {availability}"));
     }
     text
 }

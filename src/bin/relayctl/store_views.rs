@@ -86,7 +86,7 @@ pub(super) fn status(args: &Args, config: &Config) -> anyhow::Result<u8> {
             "{:<id_width$}  {:<name_width$}  {state:<7}  {online:<online_width$}  {}",
             relay.id,
             relay.display_name(),
-            describe::known_text(status, now)
+            describe::known_text(status, now, false)
         );
     }
     Ok(CONFIRMED)

@@ -392,10 +392,14 @@ impl Watcher {
         }
         let now = SystemTime::now();
         for (relay, status) in rows {
+            let availability = match describe::availability_text(status.availability) {
+                text if text.is_empty() => text,
+                text => format!("; {text}"),
+            };
             print_line(format_args!(
-                "status {}: {}",
+                "status {}: {}{availability}",
                 relay.id,
-                describe::known_text(status, now)
+                describe::known_text(status, now, true)
             ))?;
         }
         Ok(())
