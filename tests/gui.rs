@@ -41,7 +41,7 @@ fn click_on_shows_pending_then_confirmed() {
     assert!(has_text(&h, "last acknowledged"));
     assert_eq!(rig.devices().state("r0"), Some(RelayState::On));
     // The activity panel lists it.
-    wait_for(&mut h, "audit entry", |h| has_text(h, "1 entries"));
+    wait_for(&mut h, "audit entry", |h| has_text(h, "1 entry"));
 }
 
 /// With no device, the row says "no response" and the badge is unchanged.

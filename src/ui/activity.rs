@@ -79,7 +79,10 @@ pub fn show(ui: &mut egui::Ui, model: &Model, filter: &mut String) -> Option<Int
         let count = if filtered {
             format!("{} of {} entries", entries.len(), model.audit.len())
         } else {
-            format!("{} entries", model.audit.len())
+            match model.audit.len() {
+                1 => "1 entry".to_owned(),
+                n => format!("{n} entries"),
+            }
         };
         ui.label(RichText::new(count).weak());
     });

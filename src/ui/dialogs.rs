@@ -112,9 +112,9 @@ fn relay_question(
     ui.add_space(4.0);
     ui.label(
         RichText::new(format!(
-            "The command may never arrive: unless the device is back within the {:.1} s \
-             timeout, the broker drops it and the request ends as no response (it is never \
-             switched later).",
+            "The command may never arrive: a device that is not connected does not get it, \
+             and one back after the {:.1} s timeout is not sent it (it expires), so it is \
+             never switched later; the request then ends as no response.",
             model.config.timeout(config).as_secs_f32()
         ))
         .weak(),
