@@ -153,34 +153,7 @@ async fn throughput(broker: &Mosquitto) {
     let (_devices, _) = devices(&config, Faults::default()).await;
 
     // Raw: one in flight per relay, the next sent as each answer arrives.
-    let mut raw = Raw::connect(broker.port).await;
-    let started = Instant::now();
-    let mut in_flight: HashMap<CorrelationId, usize> = HashMap::new();
-    let mut sent = 0;
-    for relay in 0..RELAYS {
-        let id = CorrelationId::random();
-        raw.send(&config.relays[relay].request_topic, b"1", id);
-        in_flight.insert(id, relay);
-        sent += 1;
-    }
-    let mut done = 0;
-    while done < TOTAL {
-        let id = raw.response().await;
-        if let Some(relay) = in_flight.remove(&id) {
-            done += 1;
-            if sent < TOTAL {
-                let id = CorrelationId::random();
-                raw.send(
-                    &config.relays[relay].request_topic,
-                    if sent % 2 == 0 { b"1" } else { b"0" },
-                    id,
-                );
-                in_flight.insert(id, relay);
-                sent += 1;
-            }
-        }
-    }
-    let raw_rate = TOTAL as f64 / started.elapsed().as_secs_f64();
+    let raw_rate = raw_pipelined(broker, &config, TOTAL).await;
 
     let mut engine = TestEngine::start(&config);
     engine.connected().await;
@@ -213,6 +186,291 @@ async fn throughput(broker: &Mosquitto) {
     println!(
         "| throughput, {TOTAL} over {RELAYS} relays | engine {engine_rate:.0} confirmed/s ({confirmed} confirmed) | raw pipelined rumqttc {raw_rate:.0}/s | ratio {:.2}x (target >= 0.8x) |",
         engine_rate / raw_rate
+    );
+}
+
+/// Sequential round trips of three relays of different kinds, served by
+/// the same simulator through the same broker and engine: Shelly's JSON-RPC
+/// and a command/state device against this project's own `mqtt5`
+/// contract, interleaved in blocks so all three see the same machine.
+async fn kinds_round_trip(broker: &Mosquitto) {
+    const N: usize = 2000;
+    let run: u32 = rand::random();
+    let mut config = relay_panel::config::Config::new(&broker.url());
+    config.relays = vec![
+        relay_panel::config::RelayConfig::new("own", &format!("bench/{run:08x}/own")),
+        relay_panel::config::RelayConfig::shelly("porch", &format!("shelly-{run:08x}"), 0),
+        relay_panel::config::RelayConfig::state(
+            "bench",
+            &format!("bench/{run:08x}/set"),
+            &format!("bench/{run:08x}/state"),
+        ),
+    ];
+    let (_devices, _) = devices(&config, Faults::default()).await;
+    let mut engine = TestEngine::start(&config);
+    engine.connected().await;
+    let mut times = [
+        Vec::with_capacity(N),
+        Vec::with_capacity(N),
+        Vec::with_capacity(N),
+    ];
+    for block in 0..20 {
+        for (relay, times) in times.iter_mut().enumerate() {
+            for i in 0..N / 20 {
+                let action = if (i + block) % 2 == 0 {
+                    Action::On
+                } else {
+                    Action::Off
+                };
+                let started = Instant::now();
+                engine.handle.request(relay, action);
+                loop {
+                    if let Event::Finished { entry, .. } = engine.next(Duration::from_secs(5)).await
+                    {
+                        assert!(entry.outcome.has_state(), "{entry:?}");
+                        break;
+                    }
+                }
+                times.push(started.elapsed());
+            }
+        }
+    }
+    for times in &mut times {
+        times.sort();
+    }
+    let p50 = |t: &Vec<Duration>| percentile(t, 0.5);
+    for (name, relay) in [("shelly", 1), ("state", 2)] {
+        println!(
+            "| round trip by kind, {N} sequential | {name} p50 {} p99 {} | mqtt5 p50 {} p99 {} (same broker, simulator, engine) | p50 ratio {:.2}x (target <= 1.10x) |",
+            ms(p50(&times[relay])),
+            ms(percentile(&times[relay], 0.99)),
+            ms(p50(&times[0])),
+            ms(percentile(&times[0], 0.99)),
+            p50(&times[relay]).as_secs_f64() / p50(&times[0]).as_secs_f64()
+        );
+    }
+}
+
+/// `relayctl watch --json` driven like a script that keeps every relay
+/// busy: 20,000 `set` lines over 1,000 relays on its stdin, the next line
+/// for a relay written when its outcome is printed (one in flight each, as
+/// the engine allows), against the raw pipelined rumqttc requester doing
+/// the same in the same run.
+async fn watch_throughput(broker: &Mosquitto) {
+    use std::io::{BufRead, Write};
+    const RELAYS: usize = 1000;
+    const TOTAL: usize = 20_000;
+    let config = config(&broker.url(), RELAYS);
+    let (_devices, _) = devices(&config, Faults::default()).await;
+    let raw_rate = raw_pipelined(broker, &config, TOTAL).await;
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bench.toml");
+    config.save(&path).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_relayctl"))
+        .arg("--config")
+        .arg(&path)
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .args(["--json", "watch"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdin = std::io::BufWriter::new(child.stdin.take().unwrap());
+    let stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    let (tx, mut lines) = tokio::sync::mpsc::unbounded_channel();
+    std::thread::spawn(move || {
+        for line in stdout.lines() {
+            let Ok(line) = line else { return };
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    loop {
+        let line = lines.recv().await.expect("watch output");
+        let value: serde_json::Value = serde_json::from_str(&line).unwrap();
+        if value["event"] == "connection" && value["state"] == "connected" {
+            break;
+        }
+    }
+    let index: HashMap<&str, usize> = config
+        .relays
+        .iter()
+        .enumerate()
+        .map(|(i, r)| (r.id.as_str(), i))
+        .collect();
+    let started = Instant::now();
+    let mut sent = 0;
+    for relay in &config.relays {
+        writeln!(stdin, "set {} on", relay.id).unwrap();
+        sent += 1;
+    }
+    stdin.flush().unwrap();
+    let (mut done, mut confirmed) = (0, 0);
+    while done < TOTAL {
+        let line = lines.recv().await.expect("watch output");
+        let value: serde_json::Value = serde_json::from_str(&line).unwrap();
+        if value["event"] != "outcome" {
+            continue;
+        }
+        done += 1;
+        confirmed += usize::from(value["outcome"] == "confirmed");
+        if sent < TOTAL {
+            let relay = &config.relays[index[value["relay"].as_str().unwrap()]];
+            let state = if sent % 2 == 0 { "on" } else { "off" };
+            writeln!(stdin, "set {} {state}", relay.id).unwrap();
+            sent += 1;
+        }
+        // Hand over what is written once nothing more is waiting to be
+        // read: a script that answers line by line, without a syscall per
+        // line.
+        if lines.is_empty() {
+            stdin.flush().unwrap();
+        }
+    }
+    let watch_rate = TOTAL as f64 / started.elapsed().as_secs_f64();
+    drop(stdin);
+    let _ = child.wait();
+    println!(
+        "| relayctl watch, {TOTAL} set lines over {RELAYS} relays on stdin | {watch_rate:.0} answered/s ({confirmed} confirmed) | raw pipelined rumqttc {raw_rate:.0}/s | ratio {:.2}x (target >= 0.8x) |",
+        watch_rate / raw_rate
+    );
+}
+
+/// The raw rumqttc requester keeping every relay of `config` busy until
+/// `total` answers came; answers per second.
+async fn raw_pipelined(
+    broker: &Mosquitto,
+    config: &relay_panel::config::Config,
+    total: usize,
+) -> f64 {
+    let relays = config.relays.len();
+    let mut raw = Raw::connect(broker.port).await;
+    let started = Instant::now();
+    let mut in_flight: HashMap<CorrelationId, usize> = HashMap::new();
+    let mut sent = 0;
+    for relay in 0..relays {
+        let id = CorrelationId::random();
+        raw.send(&config.relays[relay].request_topic, b"1", id);
+        in_flight.insert(id, relay);
+        sent += 1;
+    }
+    let mut done = 0;
+    while done < total {
+        let id = raw.response().await;
+        if let Some(relay) = in_flight.remove(&id) {
+            done += 1;
+            if sent < total {
+                let id = CorrelationId::random();
+                raw.send(
+                    &config.relays[relay].request_topic,
+                    if sent % 2 == 0 { b"1" } else { b"0" },
+                    id,
+                );
+                in_flight.insert(id, relay);
+                sent += 1;
+            }
+        }
+    }
+    total as f64 / started.elapsed().as_secs_f64()
+}
+
+/// `relayctl status` on 10,000 relays, process start to exit: the store
+/// holds an answer for every relay, and the broker a retained last will
+/// for each of their 1,250 devices (8 relays each), which status reads.
+async fn status_10k(broker: &Mosquitto) {
+    const RELAYS: usize = 10_000;
+    const RUNS: usize = 10;
+    let dir = tempfile::tempdir().unwrap();
+    let run: u32 = rand::random();
+    let mut config = relay_panel::config::Config::new(&broker.url());
+    for i in 0..RELAYS {
+        let device = format!("plant-{run:08x}/device-{}", i / 8);
+        let mut relay = relay_panel::config::RelayConfig::new(
+            &format!("relay-{i}"),
+            &format!("{device}/relay-{}", i % 8),
+        );
+        relay.availability_topic = format!("{device}/status");
+        relay.group = format!("Cabinet {}", i / 50);
+        config.relays.push(relay);
+    }
+    let path = dir.path().join("big.toml");
+    config.save(&path).unwrap();
+    let data = dir.path().join("data");
+    let (mut store, _) = relay_panel::store::Store::open_in(&data).unwrap();
+    let now = std::time::SystemTime::now();
+    let acks: Vec<_> = config
+        .relays
+        .iter()
+        .map(|relay| {
+            relay_panel::store::Record::Ack(relay_panel::store::StoredAck {
+                relay_id: relay.id.clone(),
+                state: relay_panel::protocol::RelayState::On,
+                evidence: relay_panel::outcome::Evidence::Correlated,
+                requested: now,
+                at: now,
+                rtt: Duration::from_millis(1),
+                late: false,
+                operator: Some("bench".into()),
+            })
+        })
+        .collect();
+    store.write(&acks).unwrap();
+    drop(store);
+    let mut wire = common::Wire::connect(&broker.url()).await;
+    for device in 0..RELAYS / 8 {
+        let online = if device % 10 == 0 {
+            "offline"
+        } else {
+            "online"
+        };
+        wire.publish(
+            &format!("plant-{run:08x}/device-{device}/status"),
+            online,
+            true,
+        )
+        .await;
+    }
+    let mut times = Vec::new();
+    let mut offline = 0;
+    for i in 0..RUNS {
+        let started = Instant::now();
+        let out = Command::new(env!("CARGO_BIN_EXE_relayctl"))
+            .arg("--config")
+            .arg(&path)
+            .arg("--data-dir")
+            .arg(&data)
+            .args(if i % 2 == 0 {
+                &["status"][..]
+            } else {
+                &["--json", "status"][..]
+            })
+            .output()
+            .unwrap();
+        times.push(started.elapsed());
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        if i % 2 == 1 {
+            let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+            offline = json
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|r| r["online"] == false)
+                .count();
+        }
+    }
+    times.sort();
+    println!(
+        "| relayctl status, {RELAYS} relays, {RUNS} runs | p50 {} (max {}; {offline} relays offline as read) | - | target < 200 ms |",
+        ms(percentile(&times, 0.5)),
+        ms(*times.last().unwrap())
     );
 }
 
@@ -350,8 +608,17 @@ fn main() {
     if wanted("round_trip") {
         rt.block_on(round_trip(&broker));
     }
+    if wanted("kinds") {
+        rt.block_on(kinds_round_trip(&broker));
+    }
     if wanted("throughput") {
         rt.block_on(throughput(&broker));
+    }
+    if wanted("watch") {
+        rt.block_on(watch_throughput(&broker));
+    }
+    if wanted("status") {
+        rt.block_on(status_10k(&broker));
     }
     if wanted("group_switch") {
         rt.block_on(group_switch(&broker));

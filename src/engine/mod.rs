@@ -84,6 +84,11 @@ pub struct EngineOptions {
     /// Audit entries to read from the store and send as [`Event::History`]
     /// at start-up (0 for one-shot commands).
     pub history: usize,
+    /// Most requests awaiting the broker's PUBACK at once (more wait in
+    /// the outbox): [`mqtt::MAX_IN_FLIGHT`] for a panel that switches
+    /// thousands of relays at once; a one-shot command sending one
+    /// request needs a few (rumqttc sets aside a slot for each, at start).
+    pub max_in_flight: u16,
 }
 
 impl EngineOptions {
@@ -96,6 +101,7 @@ impl EngineOptions {
             client_id_suffix: false,
             wake: Arc::new(|| {}),
             history: HISTORY_LEN,
+            max_in_flight: mqtt::MAX_IN_FLIGHT,
         }
     }
 }
@@ -382,7 +388,8 @@ pub fn spawn(options: EngineOptions) -> Result<(EngineHandle, Events), EngineErr
             rpc_src: &rpc_src,
         },
     );
-    let (client, eventloop) = mqtt::client(&options.config.broker, &client_id)?;
+    let (client, eventloop) =
+        mqtt::client_with(&options.config.broker, &client_id, options.max_in_flight)?;
     let (commands_tx, commands_rx) = mpsc::unbounded_channel();
     let (events_tx, events_rx) = mpsc::unbounded_channel();
     let operator = options

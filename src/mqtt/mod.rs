@@ -57,6 +57,16 @@ pub enum SetupError {
 
 /// Builds client options for `broker` under `client_id`.
 pub fn client_options(broker: &BrokerConfig, client_id: &str) -> Result<MqttOptions, SetupError> {
+    client_options_with(broker, client_id, MAX_IN_FLIGHT)
+}
+
+/// [`client_options`] with at most `max_in_flight` publishes awaiting
+/// their PUBACK (at least 1).
+fn client_options_with(
+    broker: &BrokerConfig,
+    client_id: &str,
+    max_in_flight: u16,
+) -> Result<MqttOptions, SetupError> {
     let address = parse_broker_url(&broker.url).map_err(SetupError::Url)?;
     let mut options = MqttOptions::new(client_id, address.host.clone(), address.port);
     options.set_keep_alive(Duration::from_secs(15));
@@ -67,7 +77,7 @@ pub fn client_options(broker: &BrokerConfig, client_id: &str) -> Result<MqttOpti
     // rumqttc preallocates one slot per possible in-flight publish; its
     // default (65,535) costs ~10 MB and ~8 ms of page faults per start.
     // The broker's Receive Maximum caps it further.
-    options.set_outgoing_inflight_upper_limit(MAX_IN_FLIGHT);
+    options.set_outgoing_inflight_upper_limit(max_in_flight.max(1));
     let mut network = NetworkOptions::new();
     // Without it every request/response costs 44-88 ms (Nagle + delayed ACK).
     network.set_tcp_nodelay(true);
@@ -112,7 +122,16 @@ pub fn client(
     broker: &BrokerConfig,
     client_id: &str,
 ) -> Result<(AsyncClient, EventLoop), SetupError> {
-    let options = client_options(broker, client_id)?;
+    client_with(broker, client_id, MAX_IN_FLIGHT)
+}
+
+/// [`client`] with at most `max_in_flight` publishes awaiting their PUBACK.
+pub fn client_with(
+    broker: &BrokerConfig,
+    client_id: &str,
+    max_in_flight: u16,
+) -> Result<(AsyncClient, EventLoop), SetupError> {
+    let options = client_options_with(broker, client_id, max_in_flight)?;
     Ok(AsyncClient::new(options, REQUEST_CHANNEL))
 }
 

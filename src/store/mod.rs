@@ -535,6 +535,15 @@ mod tests {
         assert!(warning.is_none());
         let stored = store.last_acknowledged_of("a").unwrap().unwrap();
         assert_eq!(stored.requested, UNIX_EPOCH + Duration::from_millis(5000));
+        // Migrated once: the version says so, and the next open skips it.
+        let version = |store: &Store| -> i64 {
+            store
+                .conn
+                .query_row("PRAGMA user_version", [], |r| r.get(0))
+                .unwrap()
+        };
+        assert_eq!(version(&store), open::SCHEMA_VERSION);
+        assert_eq!(open::SCHEMA_VERSION, 6);
         store.write(&[ack("a", RelayState::Off, 4000)]).unwrap();
         assert_eq!(
             store.last_acknowledged_of("a").unwrap().unwrap().state,

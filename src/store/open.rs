@@ -55,6 +55,21 @@ const MIGRATIONS: &[&str] = &[
     "ALTER TABLE last_ack ADD COLUMN operator TEXT",
 ];
 
+/// The schema's version, kept in SQLite's `user_version`: a store at this
+/// version has every table and column above, so opening it runs no
+/// `CREATE` and no `ALTER` (each failing `ALTER` costs a parse of the
+/// schema, on every one-shot `relayctl`). It counts the migrations, so a
+/// new one (a column, or a table added as `CREATE TABLE IF NOT EXISTS`)
+/// raises it and runs once on every older store.
+pub(super) const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64 + 1;
+
+/// Pages the WAL may hold before a commit copies them into the database.
+/// SQLite's default is 1,000 (4 MB); but a process that opens the store
+/// while no other has it open reads the whole WAL to rebuild its index,
+/// and a one-shot `relayctl` does exactly that, so a small WAL keeps it
+/// quick. The copy (with its fsync) then comes every few dozen commits.
+const WAL_AUTOCHECKPOINT: i64 = 64;
+
 impl Store {
     /// Opens (or creates) the store in `dir`. Returns a warning when a
     /// corrupted file had to be moved aside.
@@ -128,12 +143,17 @@ impl Store {
         conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| {
             r.get::<_, i64>(0)
         })?;
-        conn.execute_batch(SCHEMA)?;
-        for migration in MIGRATIONS {
-            match conn.execute_batch(migration) {
-                Err(e) if e.to_string().contains("duplicate column") => {}
-                other => other?,
+        conn.pragma_update(None, "wal_autocheckpoint", WAL_AUTOCHECKPOINT)?;
+        let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        if version < SCHEMA_VERSION {
+            conn.execute_batch(SCHEMA)?;
+            for migration in MIGRATIONS {
+                match conn.execute_batch(migration) {
+                    Err(e) if e.to_string().contains("duplicate column") => {}
+                    other => other?,
+                }
             }
+            conn.pragma_update(None, "user_version", SCHEMA_VERSION)?;
         }
         Ok(Store {
             conn,

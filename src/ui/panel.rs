@@ -179,6 +179,7 @@ impl Panel {
             client_id_suffix: false,
             wake: Arc::new(move || ctx.request_repaint()),
             history: engine::HISTORY_LEN,
+            max_in_flight: crate::mqtt::MAX_IN_FLIGHT,
         };
         let _runtime = self.runtime.enter();
         match engine::spawn(options) {

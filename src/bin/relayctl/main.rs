@@ -200,9 +200,19 @@ fn find_relay(config: &Config, id: &str) -> Result<usize, String> {
         })
 }
 
+/// Requests a one-shot command (`set`, `get`, `status`) may have awaiting
+/// the broker's PUBACK: it sends one, and rumqttc sets aside a slot for
+/// each possible one when it starts.
+const ONE_SHOT_IN_FLIGHT: u16 = 4;
+
 /// Starts the engine the way every relayctl command does: the store in
-/// `data_dir`, its own random client id, no history.
-fn spawn_engine(config: &Config, args: &Args) -> anyhow::Result<(EngineHandle, Events)> {
+/// `data_dir`, its own random client id, no history, at most
+/// `max_in_flight` requests awaiting the broker's PUBACK.
+fn spawn_engine(
+    config: &Config,
+    args: &Args,
+    max_in_flight: u16,
+) -> anyhow::Result<(EngineHandle, Events)> {
     Ok(engine::spawn(EngineOptions {
         config: std::sync::Arc::new(config.clone()),
         data_dir: Some(paths::data_dir(args.data_dir.clone())),
@@ -210,6 +220,7 @@ fn spawn_engine(config: &Config, args: &Args) -> anyhow::Result<(EngineHandle, E
         client_id_suffix: true,
         wake: std::sync::Arc::new(|| {}),
         history: 0,
+        max_in_flight,
     })?)
 }
 
@@ -333,7 +344,7 @@ fn request(
         .enable_all()
         .build()?;
     let ended = runtime.block_on(async {
-        let (handle, mut events) = spawn_engine(&config, args)?;
+        let (handle, mut events) = spawn_engine(&config, args, ONE_SHOT_IN_FLIGHT)?;
         let warn = |message: String| eprintln!("relayctl: warning: {message}");
         let ended = engine::request_once(
             &handle,

@@ -99,7 +99,7 @@ async fn gather(
     args: &Args,
     config: &Config,
 ) -> anyhow::Result<(Vec<RelayStatus>, Option<String>)> {
-    let (handle, mut events) = super::spawn_engine(config, args)?;
+    let (handle, mut events) = super::spawn_engine(config, args, super::ONE_SHOT_IN_FLIGHT)?;
     let mut statuses = vec![RelayStatus::default(); config.relays.len()];
     let mut store_read = false;
     let mut broker_note = None;

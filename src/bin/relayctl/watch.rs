@@ -106,7 +106,7 @@ pub(crate) fn run(args: &Args) -> u8 {
         Err(e) => return cannot_start(args, e),
     };
     runtime.block_on(async {
-        let (handle, events) = match spawn_engine(&config, args) {
+        let (handle, events) = match spawn_engine(&config, args, relay_panel::mqtt::MAX_IN_FLIGHT) {
             Ok(engine) => engine,
             Err(e) => return cannot_start(args, e),
         };
