@@ -7,6 +7,39 @@ use std::time::Duration;
 
 use crate::config::RelayConfig;
 
+/// `N` bytes from the OS's random source, read 4 KiB at a time per
+/// thread: one system call per 256 correlation ids, and no user-space
+/// generator, whose set-up probes the CPU's features (`cpuid`, slow
+/// under virtualisation) in every one-shot `relayctl`.
+pub fn random_bytes<const N: usize>() -> [u8; N] {
+    const POOL: usize = 4096;
+    thread_local! {
+        /// Random bytes not handed out yet: `pool[used..]`.
+        static POOL_BYTES: std::cell::RefCell<(Box<[u8; POOL]>, usize)> =
+            std::cell::RefCell::new((Box::new([0; POOL]), POOL));
+    }
+    let mut out = [0u8; N];
+    POOL_BYTES.with(|pool| {
+        let (bytes, used) = &mut *pool.borrow_mut();
+        let mut filled = 0;
+        while filled < N {
+            if *used == POOL {
+                // The OS's generator does not fail once the process runs;
+                // if it ever did, ids must not be predictable: stop.
+                getrandom::fill(&mut bytes[..]).expect("the OS random source failed");
+                *used = 0;
+            }
+            let take = (N - filled).min(POOL - *used);
+            out[filled..filled + take].copy_from_slice(&bytes[*used..*used + take]);
+            // Handed-out bytes are not kept in memory.
+            bytes[*used..*used + take].fill(0);
+            *used += take;
+            filled += take;
+        }
+    });
+    out
+}
+
 /// Length of the correlation data the panel sends.
 pub const CORRELATION_LEN: usize = 16;
 /// Longest device error text shown to the technician.
@@ -17,9 +50,10 @@ pub const MAX_DEVICE_TEXT: usize = 200;
 pub struct CorrelationId(pub [u8; CORRELATION_LEN]);
 
 impl CorrelationId {
-    /// A fresh random id (the OS-seeded thread RNG: unguessable by others).
+    /// A fresh random id (from the OS's random source: unguessable by
+    /// others).
     pub fn random() -> Self {
-        CorrelationId(rand::random())
+        CorrelationId(random_bytes())
     }
 
     /// The id carried in a response, if it has the panel's shape.
@@ -208,7 +242,7 @@ pub fn rpc_src(client_id: &str) -> String {
 
 /// A client id unique to this process: `relay-panel-` and 12 random hex digits.
 pub fn random_client_id(prefix: &str) -> String {
-    let bytes: [u8; 6] = rand::random();
+    let bytes: [u8; 6] = random_bytes();
     let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
     format!("{prefix}-{hex}")
 }
@@ -223,6 +257,18 @@ pub fn expiry_seconds(timeout: Duration) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Random bytes keep coming across refills of the pool (6 does not
+    /// divide 4,096), and ids never repeat.
+    #[test]
+    fn random_bytes_cross_the_pool() {
+        let mut seen = std::collections::HashSet::new();
+        for _ in 0..2000 {
+            assert!(seen.insert(random_bytes::<6>()));
+            assert!(seen.insert(CorrelationId::random().0[..6].try_into().unwrap()));
+        }
+        assert!(seen.iter().any(|b: &[u8; 6]| b[0] != 0));
+    }
 
     fn relay() -> RelayConfig {
         let mut r = RelayConfig::new("r", "t");

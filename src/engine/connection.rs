@@ -70,7 +70,10 @@ impl Engine {
             .await;
         }
         if let StoreSlot::Ready(mut store) = std::mem::replace(&mut self.store, StoreSlot::Off) {
-            let _ = tokio::task::spawn_blocking(move || store.close()).await;
+            // The engine's last act, with nothing left for this thread to
+            // serve: waiting here for the writer to flush costs no thread
+            // (a blocking-pool one took ~0.1 ms to start in a one-shot).
+            store.close();
         }
         self.set_connection(ConnectionState::Stopped);
     }

@@ -34,6 +34,7 @@ use crate::pending::{AlreadyPending, PendingRequests, Resolution};
 use crate::protocol::{Action, CorrelationId};
 use crate::relay::{Failure, RelayStatus};
 use crate::store::Record;
+use crate::store::StoreWriter;
 
 pub(super) struct Engine {
     /// Broker and relays; indices into `relays` name relays everywhere.
@@ -89,8 +90,10 @@ impl Engine {
         // must not pay for both in sequence.
         let mut network = Some(mqtt::spawn_event_loop(eventloop, label, fixed_client_id));
         let mut loading = data_dir.map(|dir| {
-            self.store = StoreSlot::Loading(Vec::new());
-            tokio::task::spawn_blocking(move || load_store(&dir, history))
+            let (writer, loaded) =
+                StoreWriter::spawn_opening(move || load_store(&dir, history), self.store_trouble());
+            self.store = StoreSlot::Ready(writer);
+            loaded
         });
         loop {
             let deadline = [self.pending.next_deadline(), self.held.next_due()]
@@ -558,7 +561,6 @@ impl Engine {
     pub(super) fn record(&mut self, record: Record) {
         match &mut self.store {
             StoreSlot::Ready(store) => store.send(record),
-            StoreSlot::Loading(buffer) => buffer.push(record),
             StoreSlot::Off => {}
         }
     }

@@ -84,84 +84,39 @@ impl Waiting {
 impl StoreWriter {
     /// Starts the writer; `on_error` hears when writes start failing (disk
     /// full…) and when they work again.
-    pub fn spawn(mut store: Store, on_error: impl Fn(String) + Send + 'static) -> Self {
+    pub fn spawn(store: Store, on_error: impl Fn(String) + Send + 'static) -> Self {
+        let open = move || Ok::<_, std::convert::Infallible>((store, ()));
+        StoreWriter::spawn_opening(open, on_error).0
+    }
+
+    /// Starts the writer's thread, which first runs `open` (opening and
+    /// reading the store off the caller's thread: one thread for both,
+    /// where there were two) and hands back what it read; then it writes.
+    /// Records sent meanwhile wait in the queue. When `open` fails, the
+    /// thread ends and what is sent is dropped.
+    pub fn spawn_opening<T: Send + 'static, E: Send + 'static>(
+        open: impl FnOnce() -> Result<(Store, T), E> + Send + 'static,
+        on_error: impl Fn(String) + Send + 'static,
+    ) -> (Self, tokio::sync::oneshot::Receiver<Result<T, E>>) {
         let (tx, rx) = mpsc::channel::<Record>();
+        let (opened_tx, opened) = tokio::sync::oneshot::channel();
         let thread = std::thread::Builder::new()
             .name("relay-panel-store".into())
-            .spawn(move || {
-                let mut waiting = Waiting::default();
-                let mut failing = false;
-                let mut open = true;
-                while open {
-                    let first = if failing {
-                        rx.recv_timeout(RETRY_EVERY)
-                    } else {
-                        rx.recv().map_err(|_| mpsc::RecvTimeoutError::Disconnected)
-                    };
-                    match first {
-                        Ok(record) => waiting.push(record),
-                        Err(mpsc::RecvTimeoutError::Timeout) => {}
-                        Err(mpsc::RecvTimeoutError::Disconnected) => open = false,
-                    }
-                    while let Ok(more) = rx.try_recv() {
-                        waiting.push(more);
-                        if waiting.len() >= 10_000 {
-                            break;
-                        }
-                    }
-                    let attempts = if open { 1 } else { ATTEMPTS_AT_CLOSE };
-                    for attempt in 0..attempts {
-                        if waiting.len() == 0 {
-                            break;
-                        }
-                        if attempt > 0 {
-                            std::thread::sleep(RETRY_EVERY / 4);
-                        }
-                        match store.write(&waiting.records()) {
-                            Ok(()) => {
-                                if failing {
-                                    let saved = waiting.len();
-                                    tracing::info!("the store is writing again");
-                                    on_error(format!(
-                                        "the store is writing again: the {saved} record(s) that waited are saved"
-                                    ));
-                                    failing = false;
-                                }
-                                if waiting.dropped > 0 {
-                                    tracing::error!(
-                                        "{} audit entries were dropped while the store could not be written",
-                                        waiting.dropped
-                                    );
-                                }
-                                waiting = Waiting::default();
-                            }
-                            Err(e) => {
-                                tracing::error!("{e}");
-                                if !failing {
-                                    on_error(format!(
-                                        "could not save {} record(s) to the store: {e}. They are kept in memory \
-                                         and written again every {} s; the window still shows every confirmed state",
-                                        waiting.len(),
-                                        RETRY_EVERY.as_secs()
-                                    ));
-                                    failing = true;
-                                }
-                            }
-                        }
-                    }
+            .spawn(move || match open() {
+                Ok((store, read)) => {
+                    let _ = opened_tx.send(Ok(read));
+                    write_until_closed(store, &rx, &on_error);
                 }
-                if waiting.len() > 0 {
-                    tracing::error!(
-                        "closing with {} record(s) that could not be saved to the store",
-                        waiting.len()
-                    );
+                Err(e) => {
+                    let _ = opened_tx.send(Err(e));
                 }
             })
             .ok();
-        StoreWriter {
+        let writer = StoreWriter {
             tx: Some(tx),
             thread,
-        }
+        };
+        (writer, opened)
     }
 
     /// Queues a record; never blocks.
@@ -183,5 +138,78 @@ impl StoreWriter {
 impl Drop for StoreWriter {
     fn drop(&mut self) {
         self.close();
+    }
+}
+
+/// The writer's loop: batches whatever has queued into one transaction,
+/// keeps what failed and tries again every [`RETRY_EVERY`], until the
+/// queue closes (then a last attempt or two).
+fn write_until_closed(mut store: Store, rx: &mpsc::Receiver<Record>, on_error: &impl Fn(String)) {
+    let mut waiting = Waiting::default();
+    let mut failing = false;
+    let mut open = true;
+    while open {
+        let first = if failing {
+            rx.recv_timeout(RETRY_EVERY)
+        } else {
+            rx.recv().map_err(|_| mpsc::RecvTimeoutError::Disconnected)
+        };
+        match first {
+            Ok(record) => waiting.push(record),
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            Err(mpsc::RecvTimeoutError::Disconnected) => open = false,
+        }
+        while let Ok(more) = rx.try_recv() {
+            waiting.push(more);
+            if waiting.len() >= 10_000 {
+                break;
+            }
+        }
+        let attempts = if open { 1 } else { ATTEMPTS_AT_CLOSE };
+        for attempt in 0..attempts {
+            if waiting.len() == 0 {
+                break;
+            }
+            if attempt > 0 {
+                std::thread::sleep(RETRY_EVERY / 4);
+            }
+            match store.write(&waiting.records()) {
+                Ok(()) => {
+                    if failing {
+                        let saved = waiting.len();
+                        tracing::info!("the store is writing again");
+                        on_error(format!(
+                            "the store is writing again: the {saved} record(s) that waited are saved"
+                        ));
+                        failing = false;
+                    }
+                    if waiting.dropped > 0 {
+                        tracing::error!(
+                            "{} audit entries were dropped while the store could not be written",
+                            waiting.dropped
+                        );
+                    }
+                    waiting = Waiting::default();
+                }
+                Err(e) => {
+                    tracing::error!("{e}");
+                    if !failing {
+                        on_error(format!(
+                            "could not save {} record(s) to the store: {e}. They are kept in memory \
+                             and written again every {} s; the window still shows every confirmed state",
+                            waiting.len(),
+                            RETRY_EVERY.as_secs()
+                        ));
+                        failing = true;
+                    }
+                }
+            }
+        }
+    }
+    if waiting.len() > 0 {
+        tracing::error!(
+            "closing with {} record(s) that could not be saved to the store",
+            waiting.len()
+        );
     }
 }

@@ -84,7 +84,7 @@ impl RelayKind for Shelly {
         let mut bytes = [0u8; CORRELATION_LEN];
         // Zero is kept out: a device that lost the id may echo 0.
         while bytes[..RPC_ID_BYTES] == [0; RPC_ID_BYTES] {
-            let random: [u8; RPC_ID_BYTES] = rand::random();
+            let random: [u8; RPC_ID_BYTES] = protocol::random_bytes();
             bytes[..RPC_ID_BYTES].copy_from_slice(&random);
         }
         CorrelationId(bytes)
