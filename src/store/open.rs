@@ -68,7 +68,7 @@ pub(super) const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64 + 1;
 /// while no other has it open reads the whole WAL to rebuild its index,
 /// and a one-shot `relayctl` does exactly that, so a small WAL keeps it
 /// quick. The copy (with its fsync) then comes every few dozen commits.
-const WAL_AUTOCHECKPOINT: i64 = 64;
+const WAL_AUTOCHECKPOINT: i64 = 32;
 
 impl Store {
     /// Opens (or creates) the store in `dir`. Returns a warning when a
