@@ -1,7 +1,10 @@
 //! MQTT benchmarks: each figure next to a baseline measured in the same run
 //! against the same Mosquitto and the same simulated devices.
 //!
-//! `cargo bench --bench mqtt` (needs `mosquitto` and `mosquitto_rr`).
+//! `cargo bench --bench mqtt` (needs `mosquitto` and `mosquitto_rr`; the
+//! ejabberd rows need `ejabberd`, and say so when it is missing). A word
+//! after it runs the benchmarks whose name contains it:
+//! `cargo bench --bench mqtt ejabberd`.
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -12,10 +15,12 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use common::{Mosquitto, TestEngine, config, devices};
+use relay_panel::config::Config;
 use relay_panel::engine::Event;
 use relay_panel::outcome::Outcome;
 use relay_panel::protocol::{Action, CorrelationId};
 use relay_panel::sim::Faults;
+use relay_testkit::LocalEjabberd;
 use rumqttc::v5::mqttbytes::QoS;
 use rumqttc::v5::mqttbytes::v5::{Packet, PublishProperties};
 use rumqttc::v5::{AsyncClient, Event as MqttEvent, EventLoop, MqttOptions};
@@ -525,6 +530,124 @@ async fn group_switch(broker: &Mosquitto) {
     );
 }
 
+/// One engine and its simulated devices, for sequential round trips.
+struct Setup {
+    /// What the row says it is.
+    name: &'static str,
+    /// The engine under test, connected.
+    engine: TestEngine,
+    /// Keeps the devices running.
+    _devices: relay_panel::sim::SimHandle,
+    /// Each confirmed round trip, request to answer.
+    times: Vec<Duration>,
+}
+
+impl Setup {
+    /// Devices connected with `devices_config`, the engine with `config`.
+    async fn start(name: &'static str, config: &Config, devices_config: &Config) -> Setup {
+        let (devices, _) = devices(devices_config, Faults::default()).await;
+        let mut engine = TestEngine::start(config);
+        engine.connected().await;
+        Setup {
+            name,
+            engine,
+            _devices: devices,
+            times: Vec::new(),
+        }
+    }
+
+    /// `n` sequential requests, each timed until its confirmation.
+    async fn run(&mut self, n: usize) {
+        for i in 0..n {
+            let action = if i % 2 == 0 { Action::On } else { Action::Off };
+            let started = Instant::now();
+            self.engine.handle.request(0, action);
+            loop {
+                if let Event::Finished { entry, .. } =
+                    self.engine.next(Duration::from_secs(5)).await
+                {
+                    assert_eq!(
+                        entry.outcome,
+                        Outcome::Confirmed,
+                        "{}: {entry:?}",
+                        self.name
+                    );
+                    break;
+                }
+            }
+            self.times.push(started.elapsed());
+        }
+    }
+
+    /// p50 and p99 of what was measured.
+    fn percentiles(&mut self) -> (Duration, Duration) {
+        self.times.sort();
+        (percentile(&self.times, 0.5), percentile(&self.times, 0.99))
+    }
+}
+
+/// Sequential confirmed round trips through relay-sim on ejabberd 23.01
+/// (one node; a two-node cluster with the panel on one node and the
+/// devices on the other), each against the same on Mosquitto, in blocks
+/// taking turns so all three see the same machine conditions.
+async fn ejabberd(broker: &Mosquitto) {
+    const N: usize = 2000;
+    const BLOCKS: usize = 20;
+    let started = tokio::task::block_in_place(|| {
+        LocalEjabberd::start().and_then(|single| Ok((single, LocalEjabberd::start_cluster(2)?)))
+    });
+    let (single, cluster) = match started {
+        Ok(brokers) => brokers,
+        Err(e) => {
+            println!(
+                "| round trip on ejabberd | not measured: {} | | |",
+                e.to_string().replace('\n', " ")
+            );
+            return;
+        }
+    };
+    let on = |url: String, broker: Option<relay_panel::config::BrokerConfig>| {
+        let mut config = config(&url, 1);
+        if let Some(broker) = broker {
+            config.broker = broker;
+        }
+        config
+    };
+    let mosquitto = on(broker.url(), None);
+    let one_node = on(single.url(0), Some(single.broker_config(0)));
+    let panel_node = on(cluster.url(0), Some(cluster.broker_config(0)));
+    let mut devices_node = panel_node.clone();
+    devices_node.broker = cluster.broker_config(1);
+    let mut setups = [
+        Setup::start("Mosquitto", &mosquitto, &mosquitto).await,
+        Setup::start("ejabberd 23.01, one node", &one_node, &one_node).await,
+        Setup::start(
+            "ejabberd 23.01, two-node cluster, panel and devices on different nodes",
+            &panel_node,
+            &devices_node,
+        )
+        .await,
+    ];
+    for _ in 0..BLOCKS {
+        for setup in &mut setups {
+            setup.run(N / BLOCKS).await;
+        }
+    }
+    let (mp50, mp99) = setups[0].percentiles();
+    for setup in &mut setups[1..] {
+        let (p50, p99) = setup.percentiles();
+        println!(
+            "| round trip, {N} sequential confirmed through relay-sim, on {} | engine p50 {} p99 {} | same on Mosquitto p50 {} p99 {} | p50 ratio {:.2}x |",
+            setup.name,
+            ms(p50),
+            ms(p99),
+            ms(mp50),
+            ms(mp99),
+            p50.as_secs_f64() / mp50.as_secs_f64()
+        );
+    }
+}
+
 fn one_shot_cli(broker: &Mosquitto, rt: &tokio::runtime::Runtime) {
     const RUNS: usize = 40;
     let config = config(&broker.url(), 1);
@@ -625,6 +748,9 @@ fn main() {
     }
     if wanted("one_shot") {
         one_shot_cli(&broker, &rt);
+    }
+    if wanted("ejabberd") {
+        rt.block_on(ejabberd(&broker));
     }
 }
 

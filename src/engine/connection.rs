@@ -2,11 +2,12 @@
 //! subscribed, acknowledged, dropped) and what it means for the requests
 //! in flight.
 
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use rumqttc::v5::mqttbytes::v5::SubscribeReasonCode;
 use tokio::sync::mpsc;
 
+use super::decide;
 use super::kinds::Routes;
 use super::loading::StoreSlot;
 use super::task::Engine;
@@ -19,6 +20,15 @@ impl Engine {
     /// answerable late), and every request never handed over as "not
     /// sent".
     pub(super) fn connection_lost(&mut self) {
+        self.connection_dropped(None);
+    }
+
+    /// [`connection_lost`](Self::connection_lost), saying why in the
+    /// detail of each request it ends (`why`: what the event loop said —
+    /// a broker that delivered a message over the panel's size limit, a
+    /// reset): the connection state moves on at the next CONNACK, the
+    /// audit entry keeps the reason.
+    pub(super) fn connection_dropped(&mut self, why: Option<&str>) {
         self.resubscribe_at = None;
         self.subscribing.clear();
         // A report heard before the drop still stands.
@@ -34,13 +44,23 @@ impl Engine {
             }
         }
         for (id, request) in self.pending.abandon_all(Instant::now()) {
-            self.finish_failed(
+            let context = Self::request(
+                &self.config,
+                &self.operator,
                 request.relay,
                 request.action,
-                Failure::ConnectionLost,
-                None,
                 Some(id),
             );
+            let status = &mut self.statuses[request.relay];
+            let mut ended = decide::failed(
+                status,
+                &context,
+                Failure::ConnectionLost,
+                None,
+                SystemTime::now(),
+            );
+            ended.entry.detail = why.map(str::to_owned);
+            self.apply(request.relay, ended, false);
         }
     }
 
@@ -130,22 +150,39 @@ impl Engine {
         }
     }
 
-    /// The relays that read `topic`, for a message naming them.
-    fn readers_of(&self, topic: &str) -> String {
-        let ids: Vec<&str> = match self.routes.reports.get(topic) {
-            Some(relays) => relays
-                .iter()
-                .map(|&r| self.config.relays[r].id.as_str())
-                .collect(),
-            None => self
-                .config
-                .relays
-                .iter()
-                .filter(|r| self.routes.panel.get(topic) == Some(&r.kind))
-                .map(|r| r.id.as_str())
-                .collect(),
+    /// The warning for a refused subscription to one of the kinds'
+    /// topics: which relays lose what, and what to check.
+    fn refused_subscription(&self, topic: &str, code: &SubscribeReasonCode) -> String {
+        let ids = |relays: &mut dyn Iterator<Item = usize>| {
+            relays
+                .map(|r| self.config.relays[r].id.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
         };
-        ids.join(", ")
+        let loses = if let Some(relays) = self.routes.availability.get(topic) {
+            format!(
+                "relay(s) {} cannot tell whether their device is online",
+                ids(&mut relays.iter().copied())
+            )
+        } else if let Some(relays) = self.routes.reports.get(topic) {
+            format!(
+                "relay(s) {} cannot hear their device's own state messages there",
+                ids(&mut relays.iter().copied())
+            )
+        } else {
+            let kind = self.routes.panel.get(topic);
+            let mut relays = (0..self.config.relays.len())
+                .filter(|&r| kind == Some(&self.config.relays[r].kind));
+            format!("relay(s) {} cannot be answered there", ids(&mut relays))
+        };
+        let fix = match code {
+            SubscribeReasonCode::TopicFilterInvalid => {
+                "the broker takes the topic for invalid (ejabberd refuses topics of more than 8 levels: \
+                 mod_mqtt's max_topic_depth)"
+            }
+            _ => "the broker's ACL must let this client subscribe to it",
+        };
+        format!("the broker refused the subscription to {topic} ({code:?}), so {loses}; {fix}")
     }
 
     pub(super) fn on_network(&mut self, event: NetEvent) {
@@ -180,11 +217,7 @@ impl Engine {
                     // A kind's topic: the panel still works, those relays
                     // only lose their reports (or Shelly replies).
                     let topic = topics.get(index).map_or("?", String::as_str);
-                    let warning = format!(
-                        "the broker refused the subscription to {topic} ({code:?}), so relay(s) {} cannot be \
-                         answered there; the broker's ACL must let this client subscribe to it",
-                        self.readers_of(topic)
-                    );
+                    let warning = self.refused_subscription(topic, code);
                     tracing::warn!("{warning}");
                     self.emit(Event::Warning(warning));
                 }
@@ -237,7 +270,7 @@ impl Engine {
                 fatal,
                 retry_in,
             } => {
-                self.connection_lost();
+                self.connection_dropped(Some(&reason));
                 self.set_connection(if fatal {
                     ConnectionState::Failed { reason }
                 } else {

@@ -127,10 +127,16 @@ pub(super) fn describe(
                 ),
             }
         }
-        ConnectionError::MqttState(StateError::IncomingPacketTooLarge { pkt_size, max }) => (
-            format!("a message of {pkt_size} bytes exceeded the {max}-byte limit; reconnecting"),
-            false,
-        ),
+        ConnectionError::MqttState(StateError::IncomingPacketTooLarge { pkt_size, max }) => {
+            (oversized(&broker, *pkt_size, *max as u64), false)
+        }
+        // What rumqttc reports when a packet's header announces more than
+        // the maximum: the panel asks brokers for at most that (CONNECT's
+        // Maximum Packet Size), and Mosquitto drops larger messages, but
+        // ejabberd 23.01 ignores the limit and delivers them.
+        ConnectionError::MqttState(StateError::Deserialization(
+            rumqttc::v5::mqttbytes::Error::PayloadSizeLimitExceeded { pkt_size, max },
+        )) => (oversized(&broker, *pkt_size, u64::from(*max)), false),
         ConnectionError::MqttState(StateError::ConnectionAborted) if !was_connected => (
             format!(
                 "broker {broker} closed the connection before answering the MQTT 5 CONNECT \
@@ -163,6 +169,16 @@ pub(super) fn describe(
             false,
         ),
     }
+}
+
+/// A message over the size this client accepts: the connection is closed
+/// (rumqttc cannot skip a packet), never certain to repeat.
+fn oversized(broker: &str, size: usize, max: u64) -> String {
+    format!(
+        "broker {broker} delivered a message of {size} bytes, over the {max} bytes this panel accepts \
+         (the panel asks the broker for at most that; this broker ignored it), so the connection was closed \
+         and is made again; if it was a device's answer, that device answers with too much to ever be confirmed"
+    )
 }
 
 /// An I/O failure in words; never certain to repeat.
@@ -227,5 +243,31 @@ fn describe_tls(error: &rumqttc::TlsError, broker: &str) -> (String, bool) {
             format!("TLS connection to broker {broker} failed ({text}); retrying"),
             false,
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A message over the panel's maximum packet size, delivered by a
+    /// broker that ignores the limit (ejabberd 23.01), reads as such, with
+    /// both sizes, and is retried: the next connection works.
+    #[test]
+    fn an_oversized_message_says_so_and_is_retried() {
+        let error = ConnectionError::MqttState(StateError::Deserialization(
+            rumqttc::v5::mqttbytes::Error::PayloadSizeLimitExceeded {
+                pkt_size: 1_048_631,
+                max: 65_536,
+            },
+        ));
+        let (reason, fatal) = describe(&error, &("127.0.0.1".into(), 1883), "panel", true);
+        assert!(!fatal);
+        assert!(
+            reason.starts_with(
+                "broker 127.0.0.1:1883 delivered a message of 1048631 bytes, over the 65536 bytes"
+            ),
+            "{reason}"
+        );
     }
 }

@@ -292,11 +292,15 @@ pub struct ScriptedDevice {
 impl ScriptedDevice {
     /// Connects to `url` and subscribes to `topic`; returns once subscribed.
     pub async fn start(url: &str, topic: &str) -> Self {
+        ScriptedDevice::start_on(&Config::new(url).broker, topic).await
+    }
+
+    /// The same on `broker` (its credentials too: ejabberd needs them).
+    pub async fn start_on(broker: &relay_panel::config::BrokerConfig, topic: &str) -> Self {
         use rumqttc::v5::mqttbytes::QoS;
         use rumqttc::v5::mqttbytes::v5::Packet;
-        let broker = Config::new(url).broker;
         let id = relay_panel::protocol::random_client_id("scripted-device");
-        let (client, mut eventloop) = relay_panel::mqtt::client(&broker, &id).unwrap();
+        let (client, mut eventloop) = relay_panel::mqtt::client(broker, &id).unwrap();
         let (tx, requests) = mpsc::unbounded_channel();
         let (subscribed_tx, subscribed) = tokio::sync::oneshot::channel();
         let mut subscribed_tx = Some(subscribed_tx);
@@ -348,8 +352,20 @@ impl ScriptedDevice {
 
     /// Answers `request` with `payload`, per the wire contract.
     pub async fn answer(&self, request: &Received, payload: &str) {
+        self.answer_with(request, payload, request.correlation.clone())
+            .await;
+    }
+
+    /// Answers `request` with `payload` and `correlation` as its
+    /// Correlation Data (someone else's, none): not per the contract.
+    pub async fn answer_with(
+        &self,
+        request: &Received,
+        payload: &str,
+        correlation: Option<bytes::Bytes>,
+    ) {
         let properties = rumqttc::v5::mqttbytes::v5::PublishProperties {
-            correlation_data: request.correlation.clone(),
+            correlation_data: correlation,
             ..Default::default()
         };
         self.client
@@ -491,10 +507,14 @@ pub struct Wire {
 impl Wire {
     /// Connects to `url`.
     pub async fn connect(url: &str) -> Self {
+        Wire::connect_to(&Config::new(url).broker).await
+    }
+
+    /// Connects to `broker` (its credentials too: ejabberd needs them).
+    pub async fn connect_to(broker: &relay_panel::config::BrokerConfig) -> Self {
         use rumqttc::v5::mqttbytes::v5::Packet;
-        let broker = Config::new(url).broker;
         let id = relay_panel::protocol::random_client_id("wire");
-        let (client, mut eventloop) = relay_panel::mqtt::client(&broker, &id).unwrap();
+        let (client, mut eventloop) = relay_panel::mqtt::client(broker, &id).unwrap();
         let (tx, acked) = mpsc::unbounded_channel();
         tokio::spawn(async move {
             loop {
