@@ -2,13 +2,13 @@
 //! the baseline for the panel's memory and idle CPU (scripts/measure-gui.sh).
 
 fn main() -> eframe::Result {
-    eframe::run_ui_native(
-        "bare-window",
-        eframe::NativeOptions::default(),
-        |ui, _frame| {
-            egui::CentralPanel::default().show(ui, |ui| {
-                ui.label("bare eframe window");
-            });
-        },
-    )
+    let options = eframe::NativeOptions {
+        viewport: egui::ViewportBuilder::default().with_inner_size([1100.0, 700.0]),
+        ..Default::default()
+    };
+    eframe::run_ui_native("bare-window", options, |ui, _frame| {
+        egui::CentralPanel::default().show(ui, |ui| {
+            ui.label("bare eframe window");
+        });
+    })
 }
