@@ -366,9 +366,87 @@ pub enum ReconfigureError {
     Stopped,
 }
 
+/// The engine, made and not yet running: [`spawn`] runs it on a thread of
+/// its own, [`start_here`] hands it to the caller's runtime.
+struct Prepared {
+    engine: Engine,
+    eventloop: rumqttc::v5::EventLoop,
+    label: String,
+    fixed_client_id: bool,
+    commands: mpsc::UnboundedReceiver<Command>,
+    data_dir: Option<PathBuf>,
+    history: usize,
+}
+
+impl Prepared {
+    /// Runs the engine until it is shut down.
+    async fn run(self) {
+        self.engine
+            .run(
+                self.eventloop,
+                self.label,
+                self.fixed_client_id,
+                self.commands,
+                self.data_dir,
+                self.history,
+            )
+            .await
+    }
+}
+
 /// Starts the engine on a thread of its own (callable from any thread,
 /// with or without a tokio runtime).
 pub fn spawn(options: EngineOptions) -> Result<(EngineHandle, Events), EngineError> {
+    let (handle, events, prepared) = prepare(options)?;
+    let crash_events = prepared.engine.events.clone();
+    let crash_wake = prepared.engine.wake.clone();
+    // The engine and its event loop share one thread of their own: every
+    // hand-over between them is a local wake-up, not a cross-thread one, and
+    // nothing the caller's runtime does can delay a response.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(EngineError::Thread)?;
+    std::thread::Builder::new()
+        .name("relay-panel-engine".into())
+        .spawn(move || {
+            let run = std::panic::AssertUnwindSafe(|| runtime.block_on(prepared.run()));
+            // A bug must not leave the window showing "connected" while
+            // nothing happens: say so, and let the caller start a new engine.
+            if let Err(panic) = std::panic::catch_unwind(run) {
+                let what = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "unknown panic".to_owned());
+                tracing::error!("the engine stopped after an internal error: {what}");
+                let reason = format!(
+                    "internal error: the engine stopped ({what}); nothing is being switched or confirmed. \
+                     Retry starts it again; the error is in the log"
+                );
+                let _ = crash_events.send(Event::Connection(ConnectionState::Failed { reason }));
+                crash_wake();
+            }
+        })
+        .map_err(EngineError::Thread)?;
+    Ok((handle, events))
+}
+
+/// Makes the engine for the caller's current-thread runtime to run: the
+/// returned future is the engine, to be polled alongside what uses the
+/// handle (`tokio::join!`) until it ends after [`EngineHandle::shutdown`].
+/// A one-shot command saves a thread and a runtime this way; a panic in
+/// the engine is the caller's panic.
+pub fn start_here(
+    options: EngineOptions,
+) -> Result<(EngineHandle, Events, impl std::future::Future<Output = ()>), EngineError> {
+    let (handle, events, prepared) = prepare(options)?;
+    Ok((handle, events, prepared.run()))
+}
+
+/// Validates the configuration and makes the engine, its handle and its
+/// events.
+fn prepare(options: EngineOptions) -> Result<(EngineHandle, Events, Prepared), EngineError> {
     let problems = options.config.validate();
     if !problems.is_empty() {
         let text: Vec<String> = problems.iter().map(|p| p.message.clone()).collect();
@@ -422,50 +500,10 @@ pub fn spawn(options: EngineOptions) -> Result<(EngineHandle, Events), EngineErr
         config: options.config,
         resubscribe_at: None,
     };
-    let crash_events = engine.events.clone();
-    let crash_wake = engine.wake.clone();
     let label = client_id.clone();
     // Only an id used exactly as configured can be shared with another
     // client (a suffixed one is unique to this process).
     let fixed_client_id = engine.config.broker.client_id.is_some() && !options.client_id_suffix;
-    // The engine and its event loop share one thread of their own: every
-    // hand-over between them is a local wake-up, not a cross-thread one, and
-    // nothing the caller's runtime does can delay a response.
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(EngineError::Thread)?;
-    std::thread::Builder::new()
-        .name("relay-panel-engine".into())
-        .spawn(move || {
-            let run = std::panic::AssertUnwindSafe(|| {
-                runtime.block_on(engine.run(
-                    eventloop,
-                    label,
-                    fixed_client_id,
-                    commands_rx,
-                    options.data_dir,
-                    options.history,
-                ))
-            });
-            // A bug must not leave the window showing "connected" while
-            // nothing happens: say so, and let the caller start a new engine.
-            if let Err(panic) = std::panic::catch_unwind(run) {
-                let what = panic
-                    .downcast_ref::<&str>()
-                    .map(|s| s.to_string())
-                    .or_else(|| panic.downcast_ref::<String>().cloned())
-                    .unwrap_or_else(|| "unknown panic".to_owned());
-                tracing::error!("the engine stopped after an internal error: {what}");
-                let reason = format!(
-                    "internal error: the engine stopped ({what}); nothing is being switched or confirmed. \
-                     Retry starts it again; the error is in the log"
-                );
-                let _ = crash_events.send(Event::Connection(ConnectionState::Failed { reason }));
-                crash_wake();
-            }
-        })
-        .map_err(EngineError::Thread)?;
     Ok((
         EngineHandle {
             commands: commands_tx,
@@ -475,6 +513,15 @@ pub fn spawn(options: EngineOptions) -> Result<(EngineHandle, Events), EngineErr
             started,
         },
         Events { rx: events_rx },
+        Prepared {
+            engine,
+            eventloop,
+            label,
+            fixed_client_id,
+            commands: commands_rx,
+            data_dir: options.data_dir,
+            history: options.history,
+        },
     ))
 }
 

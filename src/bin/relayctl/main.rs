@@ -205,15 +205,11 @@ fn find_relay(config: &Config, id: &str) -> Result<usize, String> {
 /// each possible one when it starts.
 const ONE_SHOT_IN_FLIGHT: u16 = 4;
 
-/// Starts the engine the way every relayctl command does: the store in
+/// The engine's options for every relayctl command: the store in
 /// `data_dir`, its own random client id, no history, at most
 /// `max_in_flight` requests awaiting the broker's PUBACK.
-fn spawn_engine(
-    config: &Config,
-    args: &Args,
-    max_in_flight: u16,
-) -> anyhow::Result<(EngineHandle, Events)> {
-    Ok(engine::spawn(EngineOptions {
+fn engine_options(config: &Config, args: &Args, max_in_flight: u16) -> EngineOptions {
+    EngineOptions {
         config: std::sync::Arc::new(config.clone()),
         data_dir: Some(paths::data_dir(args.data_dir.clone())),
         client_id_prefix: "relayctl".to_owned(),
@@ -221,7 +217,46 @@ fn spawn_engine(
         wake: std::sync::Arc::new(|| {}),
         history: 0,
         max_in_flight,
-    })?)
+    }
+}
+
+/// Starts the engine on a thread of its own (for `watch`, whose reading
+/// of standard input must not hold it up).
+fn spawn_engine(
+    config: &Config,
+    args: &Args,
+    max_in_flight: u16,
+) -> anyhow::Result<(EngineHandle, Events)> {
+    Ok(engine::spawn(engine_options(config, args, max_in_flight))?)
+}
+
+/// Runs `work` with a one-shot engine on this thread's runtime (no thread
+/// of its own to start: a one-shot command's start is most of its time),
+/// then shuts the engine down and waits for it, at most `shutdown_wait`
+/// after `work` ends, showing the warnings it still gives (a store write
+/// that failed at close).
+async fn with_engine<T>(
+    config: &Config,
+    args: &Args,
+    work: impl AsyncFnOnce(&EngineHandle, &mut Events) -> (T, Duration),
+) -> anyhow::Result<T> {
+    let (handle, mut events, engine) =
+        engine::start_here(engine_options(config, args, ONE_SHOT_IN_FLIGHT))?;
+    let used = async {
+        let (result, shutdown_wait) = work(&handle, &mut events).await;
+        handle.shutdown();
+        events
+            .drain_for(shutdown_wait, |event| {
+                if let Event::Warning(message) = event {
+                    eprintln!("relayctl: warning: {message}");
+                }
+            })
+            .await;
+        result
+    };
+    // The engine ends once shut down; `drain_for` returns when it has.
+    let ((), result) = tokio::join!(engine, used);
+    Ok(result)
 }
 
 /// The exit code `set` / `get` gives for a request that ended this way.
@@ -343,12 +378,11 @@ fn request(
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let ended = runtime.block_on(async {
-        let (handle, mut events) = spawn_engine(&config, args, ONE_SHOT_IN_FLIGHT)?;
+    let ended = runtime.block_on(with_engine(&config, args, async |handle, events| {
         let warn = |message: String| eprintln!("relayctl: warning: {message}");
         let ended = engine::request_once(
-            &handle,
-            &mut events,
+            handle,
+            events,
             &config,
             index,
             action,
@@ -357,21 +391,13 @@ fn request(
             warn,
         )
         .await;
-        handle.shutdown();
         let within = match &ended {
             Err(engine::OnceError::Failed(_)) => SHUTDOWN_WAIT_FAILED,
             _ => SHUTDOWN_WAIT,
         };
-        // Warnings may still come (a store write that failed at close).
-        events
-            .drain_for(within, |event| {
-                if let Event::Warning(message) = event {
-                    eprintln!("relayctl: warning: {message}");
-                }
-            })
-            .await;
-        Ok(ended?)
-    });
+        (ended, within)
+    }))?;
+    let ended = ended.map_err(anyhow::Error::from);
     ended.map(|entry| (config, entry))
 }
 

@@ -5,7 +5,7 @@
 use std::time::{Duration, SystemTime};
 
 use relay_panel::config::{Config, RelayConfig};
-use relay_panel::engine::{ConnectionState, Event};
+use relay_panel::engine::{ConnectionState, Event, Events};
 use relay_panel::relay::{RelayStatus, format_rtt, format_time};
 use relay_panel::store::Store;
 use tokio::time::Instant;
@@ -99,7 +99,15 @@ async fn gather(
     args: &Args,
     config: &Config,
 ) -> anyhow::Result<(Vec<RelayStatus>, Option<String>)> {
-    let (handle, mut events) = super::spawn_engine(config, args, super::ONE_SHOT_IN_FLIGHT)?;
+    super::with_engine(config, args, async |_, events| {
+        (gather_from(config, events).await, SHUTDOWN_WAIT_FAILED)
+    })
+    .await
+}
+
+/// Reads the engine's events until the store is read and the retained
+/// messages have come (or the broker could not be reached).
+async fn gather_from(config: &Config, events: &mut Events) -> (Vec<RelayStatus>, Option<String>) {
     let mut statuses = vec![RelayStatus::default(); config.relays.len()];
     let mut store_read = false;
     let mut broker_note = None;
@@ -163,9 +171,7 @@ async fn gather(
             }
         }
     }
-    handle.shutdown();
-    events.drain_for(SHUTDOWN_WAIT_FAILED, |_| {}).await;
-    Ok((statuses, broker_note))
+    (statuses, broker_note)
 }
 
 pub(super) fn log(args: &Args, data_dir: &std::path::Path, count: usize) -> anyhow::Result<u8> {
