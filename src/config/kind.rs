@@ -344,6 +344,34 @@ pub(super) struct RelayFile {
     confirm: bool,
 }
 
+impl RelayFile {
+    /// The keys this table spells out, of those some kind owns (whatever
+    /// their values: even a default is written), in field order.
+    pub(super) fn kind_keys_written(&self) -> Vec<&'static str> {
+        [
+            ("request_topic", self.request_topic.is_some()),
+            ("device", self.device.is_some()),
+            ("switch", self.switch.is_some()),
+            ("power", self.power.is_some()),
+            ("command_topic", self.command_topic.is_some()),
+            ("state_topic", self.state_topic.is_some()),
+            ("availability_topic", self.availability_topic.is_some()),
+            ("payload_available", self.payload_available.is_some()),
+            (
+                "payload_not_available",
+                self.payload_not_available.is_some(),
+            ),
+            ("payload_on", self.payload_on.is_some()),
+            ("payload_off", self.payload_off.is_some()),
+            ("payload_query", self.payload_query.is_some()),
+        ]
+        .into_iter()
+        .filter(|(_, written)| *written)
+        .map(|(key, _)| key)
+        .collect()
+    }
+}
+
 impl From<RelayFile> for RelayConfig {
     fn from(file: RelayFile) -> Self {
         let (on, off) = file.kind.default_payloads();

@@ -209,26 +209,12 @@ impl RelayConfig {
 
 /// Keys of other kinds written in the file's `[[relay]]` tables, even at
 /// their defaults (`payload_on = "ON"` on a `tasmota` relay is still a
-/// mistake to name). Only the file loader can see these.
-pub(super) fn foreign_keys_in_file(text: &str, config: &Config) -> Vec<Problem> {
-    let Ok(doc) = text.parse::<toml_edit::DocumentMut>() else {
-        return Vec::new();
-    };
-    let Some(tables) = doc.get("relay").and_then(|i| i.as_array_of_tables()) else {
-        return Vec::new();
-    };
+/// mistake to name). Only the file loader can see these: `written` holds,
+/// per relay, the keys its table spells out of those some kind owns.
+pub(super) fn foreign_keys_written(written: &[Vec<&'static str>], config: &Config) -> Vec<Problem> {
     let mut problems = Vec::new();
-    for ((index, table), relay) in tables.iter().enumerate().zip(&config.relays) {
-        for (key, _) in table.iter() {
-            // Unknown keys never get here: serde refuses them.
-            let Some(key) = Kind::ALL
-                .iter()
-                .flat_map(|k| k.own_keys())
-                .find(|k| **k == key)
-                .copied()
-            else {
-                continue;
-            };
+    for ((index, keys), relay) in written.iter().enumerate().zip(&config.relays) {
+        for &key in keys {
             if relay.kind.has_key(key) || relay.foreign_keys().contains(&key) {
                 continue;
             }
