@@ -873,3 +873,20 @@ async fn offline_relay_exits_4_and_status_tells_both_facts() {
     );
     assert!(r0["at"].as_u64().unwrap() > 0, "{r0}");
 }
+
+/// Each command-line tool names itself in `--version` (not the package).
+#[test]
+fn versions_name_the_tool() {
+    for (tool, exe) in [
+        ("relayctl", env!("CARGO_BIN_EXE_relayctl")),
+        ("relay-sim", env!("CARGO_BIN_EXE_relay-sim")),
+    ] {
+        let out = Command::new(exe).arg("--version").output().unwrap();
+        assert!(out.status.success());
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            text.starts_with(&format!("{tool} ")),
+            "{tool} --version printed {text:?}"
+        );
+    }
+}

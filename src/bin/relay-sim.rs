@@ -48,6 +48,7 @@ use relay_panel::sim::{self, Faults, SimHandle, SimOptions, SimReply};
 /// and its devices drop off the network (their wills fire).
 #[derive(Parser, Debug)]
 #[command(
+    name = "relay-sim",
     version,
     after_help = "Example:\n  relay-sim --config panel.toml --latency-ms 20 --drop 0.05 -v\n  echo 'offline pump-1' | relay-sim --config panel.toml"
 )]

@@ -190,7 +190,12 @@ impl Outbox {
             let device = device.to_owned();
             tokio::spawn(async move {
                 while let Some(batch) = rx.recv().await {
-                    tokio::time::sleep_until(batch.at).await;
+                    // A batch already due goes at once: tokio rounds a
+                    // deadline up to its next millisecond tick, so even a
+                    // past one would wait up to 1 ms for the timer.
+                    if batch.at > tokio::time::Instant::now() {
+                        tokio::time::sleep_until(batch.at).await;
+                    }
                     let offline = !batch.can_publish(&online);
                     batch.tell(&reports, Instant::now(), offline);
                     if offline {

@@ -50,6 +50,7 @@ const SHUTDOWN_WAIT_FAILED: Duration = Duration::from_secs(1);
 /// the device through a correlated response.
 #[derive(Parser, Debug)]
 #[command(
+    name = "relayctl",
     version,
     after_help = "Exit codes: 0 confirmed, 2 no response in time, 3 device error or the device reports the other state, \
 4 the device is offline (set only; nothing sent; --force sends anyway), 1 anything else (usage, configuration, connection).\n\
