@@ -2,6 +2,7 @@
 //! `status`, what the broker's retained messages say now), as a table or
 //! as JSON.
 
+use std::io::Write;
 use std::time::{Duration, SystemTime};
 
 use relay_panel::config::{Config, RelayConfig};
@@ -41,15 +42,30 @@ pub(super) fn status(args: &Args, config: &Config) -> anyhow::Result<u8> {
     if let Some(note) = &broker_note {
         eprintln!("relayctl: warning: {note}; availability is unknown");
     }
+    // One write at the end, not one per line (10,000 lines were 10,000
+    // system calls); a reader that stops early (`| head`) is no error.
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    match print_status(&mut out, args, config, &statuses).and_then(|()| out.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
+        _ => Ok(CONFIRMED),
+    }
+}
+
+/// Writes the status table (or its JSON) to `out`.
+fn print_status(
+    out: &mut impl Write,
+    args: &Args,
+    config: &Config,
+    statuses: &[RelayStatus],
+) -> std::io::Result<()> {
     let now = SystemTime::now();
-    let rows: Vec<_> = config.relays.iter().zip(&statuses).collect();
+    let rows: Vec<_> = config.relays.iter().zip(statuses).collect();
     if args.json {
         let json: Vec<_> = rows
             .iter()
             .map(|(relay, status)| describe::status_json(relay, status))
             .collect();
-        println!("{}", serde_json::Value::Array(json));
-        return Ok(CONFIRMED);
+        return writeln!(out, "{}", serde_json::Value::Array(json));
     }
     let width = |of: &dyn Fn(&RelayConfig) -> usize, least: usize| {
         rows.iter()
@@ -73,23 +89,25 @@ pub(super) fn status(args: &Args, config: &Config) -> anyhow::Result<u8> {
         .max()
         .unwrap_or(6)
         .max(6);
-    println!(
+    writeln!(
+        out,
         "{:<id_width$}  {:<name_width$}  {:<7}  {:<online_width$}  HOW IT IS KNOWN",
         "ID", "NAME", "STATE", "ONLINE"
-    );
+    )?;
     for ((relay, status), online) in rows.iter().zip(online) {
         let state = status
             .shown_state()
             .map(|s| s.as_str().to_uppercase())
             .unwrap_or_else(|| "UNKNOWN".to_owned());
-        println!(
+        writeln!(
+            out,
             "{:<id_width$}  {:<name_width$}  {state:<7}  {online:<online_width$}  {}",
             relay.id,
             relay.display_name(),
             describe::known_text(status, now, false)
-        );
+        )?;
     }
-    Ok(CONFIRMED)
+    Ok(())
 }
 
 /// Every relay's status: the store's (through an engine, which reads it
