@@ -444,6 +444,39 @@ mod tests {
         })
     }
 
+    /// Closing keeps a small WAL as it is (no copy, no fsync at the end of
+    /// a one-shot command) and empties one grown past 32 pages into the
+    /// database, so the next process to open the store reads little;
+    /// nothing written is lost either way.
+    #[test]
+    fn closing_empties_a_grown_wal_and_keeps_a_small_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let wal = dir.path().join(format!("{STORE_FILE}-wal"));
+        let wal_len = || std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0);
+        let (mut store, _) = Store::open_in(dir.path()).unwrap();
+        store.write(&[ack("a", RelayState::On, 1000)]).unwrap();
+        drop(store);
+        let small = wal_len();
+        assert!(small > 0, "a small WAL is kept at close");
+        let (mut store, _) = Store::open_in(dir.path()).unwrap();
+        let mut at = 2000;
+        while wal_len() < 40 * 4120 {
+            let batch: Vec<Record> = (0..50)
+                .map(|i| {
+                    at += 1;
+                    ack(&format!("relay-{i}-{at}"), RelayState::Off, at)
+                })
+                .collect();
+            store.write(&batch).unwrap();
+        }
+        drop(store);
+        assert_eq!(wal_len(), 0, "a WAL past 32 pages is emptied at close");
+        let (store, _) = Store::open_in(dir.path()).unwrap();
+        let acks = store.last_acknowledged().unwrap();
+        assert!(acks.len() > 50, "{} acks", acks.len());
+        assert!(acks.iter().any(|a| a.relay_id == "a"));
+    }
+
     /// States and audit entries survive reopening.
     #[test]
     fn round_trip_and_newest_wins() {
