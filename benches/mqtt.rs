@@ -34,6 +34,10 @@ fn ms(d: Duration) -> String {
 }
 
 /// A minimal raw rumqttc v5 requester: the baseline the engine is held to.
+/// It sends the very request the panel sends (the wire contract's
+/// Response Topic, Correlation Data, Message Expiry and `operator` /
+/// `expires_at` User Properties, which the device reads), so a ratio is
+/// the engine's own cost, not the contract's.
 struct Raw {
     client: AsyncClient,
     eventloop: EventLoop,
@@ -66,9 +70,19 @@ impl Raw {
     }
 
     fn send(&self, topic: &str, payload: &'static [u8], id: CorrelationId) {
+        const TIMEOUT: Duration = Duration::from_secs(3);
+        let expires_at = chrono::Utc::now() + TIMEOUT;
         let properties = PublishProperties {
             response_topic: Some(self.response_topic.clone()),
             correlation_data: Some(Bytes::copy_from_slice(&id.0)),
+            message_expiry_interval: Some(3),
+            user_properties: vec![
+                ("operator".to_owned(), "bench".to_owned()),
+                (
+                    relay_panel::protocol::EXPIRES_AT.to_owned(),
+                    expires_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+                ),
+            ],
             ..Default::default()
         };
         self.client
