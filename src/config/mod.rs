@@ -414,9 +414,11 @@ impl Config {
     }
 }
 
-/// Parsing a large file (10,000 relays: 1.3 MB) briefly needs ~30 MB; glibc
-/// keeps freed memory in the process unless asked to return it.
-fn release_freed_memory() {
+/// Parsing a large file (10,000 relays: 1.3 MB) briefly needs ~30 MB, and
+/// the window's first burst of events from the engine (every relay's
+/// retained state and last will) as much again; glibc keeps freed memory in
+/// the process unless asked to return it.
+pub(crate) fn release_freed_memory() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: malloc_trim only releases free heap pages; it has no
     // preconditions and touches no live allocation.

@@ -219,9 +219,18 @@ impl Panel {
     /// Applies every waiting engine event and finished background job
     /// (eframe calls this through `App::logic`, even while hidden).
     pub fn drain_events(&mut self) {
+        /// Events drained at once after which freed memory is given back.
+        const BURST: usize = 1000;
         if let Some(link) = &mut self.engine {
+            let mut drained = 0usize;
             while let Some(event) = link.events.try_recv() {
                 self.model.apply(event);
+                drained += 1;
+            }
+            // A burst (the retained states and wills of thousands of
+            // relays on subscribing) leaves freed memory behind.
+            if drained >= BURST {
+                crate::config::release_freed_memory();
             }
             // The engine thread is gone without saying why (it always says
             // why when it can): never keep showing "connected".

@@ -369,9 +369,13 @@ impl LocalEjabberd {
         if join {
             // As `ejabberdctl join_cluster`: ejabberd stops, Mnesia copies
             // node 0's tables, ejabberd starts again; then the marker.
+            // Written aside and renamed: the reader never sees a file
+            // created but not yet written (read as an empty answer, that
+            // failed a join that had worked).
             command.arg("-eval").arg(format!(
                 "R = ejabberd_admin:join_cluster(<<\"{seed}\">>), \
-                 file:write_file(\"{}\", io_lib:format(\"~p\", [R]))",
+                 ok = file:write_file(\"{0}.part\", io_lib:format(\"~p\", [R])), \
+                 ok = file:rename(\"{0}.part\", \"{0}\")",
                 joined.display()
             ));
         }
@@ -394,7 +398,9 @@ impl LocalEjabberd {
             if join {
                 // The port opens once before the join and again after it.
                 loop {
-                    if let Ok(result) = std::fs::read_to_string(&joined) {
+                    if let Ok(result) = std::fs::read_to_string(&joined)
+                        && !result.trim().is_empty()
+                    {
                         if result.trim() == "ok" {
                             break;
                         }
