@@ -33,6 +33,22 @@ fn ms(d: Duration) -> String {
     format!("{:.3} ms", d.as_secs_f64() * 1000.0)
 }
 
+/// Asks `relay` `action` and waits for its outcome: how it ended, and how
+/// long that took from the request.
+async fn timed_request(
+    engine: &mut TestEngine,
+    relay: usize,
+    action: Action,
+) -> (relay_panel::store::AuditEntry, Duration) {
+    let started = Instant::now();
+    engine.handle.request(relay, action);
+    loop {
+        if let Event::Finished { entry, .. } = engine.next(Duration::from_secs(5)).await {
+            return (entry, started.elapsed());
+        }
+    }
+}
+
 /// A minimal raw rumqttc v5 requester: the baseline the engine is held to.
 /// It sends the very request the panel sends (the wire contract's
 /// Response Topic, Correlation Data, Message Expiry and `operator` /
@@ -138,14 +154,7 @@ async fn round_trip(broker: &Mosquitto) {
             } else {
                 Action::Off
             };
-            let started = Instant::now();
-            engine.handle.request(0, action);
-            loop {
-                if let Event::Finished { .. } = engine.next(Duration::from_secs(5)).await {
-                    break;
-                }
-            }
-            engine_times.push(started.elapsed());
+            engine_times.push(timed_request(&mut engine, 0, action).await.1);
         }
     }
     raw_times.sort();
@@ -254,16 +263,9 @@ async fn kinds_round_trip(broker: &Mosquitto) {
                 } else {
                     Action::Off
                 };
-                let started = Instant::now();
-                engine.handle.request(relay, action);
-                loop {
-                    if let Event::Finished { entry, .. } = engine.next(Duration::from_secs(5)).await
-                    {
-                        assert!(entry.outcome.has_state(), "{entry:?}");
-                        break;
-                    }
-                }
-                times.push(started.elapsed());
+                let (entry, took) = timed_request(&mut engine, relay, action).await;
+                assert!(entry.outcome.has_state(), "{entry:?}");
+                times.push(took);
             }
         }
     }
@@ -605,22 +607,14 @@ impl Setup {
     async fn run(&mut self, n: usize) {
         for i in 0..n {
             let action = if i % 2 == 0 { Action::On } else { Action::Off };
-            let started = Instant::now();
-            self.engine.handle.request(0, action);
-            loop {
-                if let Event::Finished { entry, .. } =
-                    self.engine.next(Duration::from_secs(5)).await
-                {
-                    assert_eq!(
-                        entry.outcome,
-                        Outcome::Confirmed,
-                        "{}: {entry:?}",
-                        self.name
-                    );
-                    break;
-                }
-            }
-            self.times.push(started.elapsed());
+            let (entry, took) = timed_request(&mut self.engine, 0, action).await;
+            assert_eq!(
+                entry.outcome,
+                Outcome::Confirmed,
+                "{}: {entry:?}",
+                self.name
+            );
+            self.times.push(took);
         }
     }
 

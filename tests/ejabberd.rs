@@ -74,6 +74,21 @@ fn assert_confirmed(entry: &relay_panel::store::AuditEntry, state: RelayState) {
     );
 }
 
+/// Asks relay 0 `action`, has the scripted `device` answer `payload` to
+/// it, and asserts the confirmation of `state`.
+async fn confirmed_through(
+    engine: &mut TestEngine,
+    device: &mut ScriptedDevice,
+    action: Action,
+    payload: &str,
+    state: RelayState,
+) {
+    engine.handle.request(0, action);
+    let request = device.request(Duration::from_secs(5)).await;
+    device.answer(&request, payload).await;
+    assert_confirmed(&engine.finished(0, Duration::from_secs(5)).await, state);
+}
+
 /// On a single node, simulated devices confirm on, off and a query, each
 /// answer tied to its request by its Correlation Data: ejabberd forwards
 /// Response Topic and Correlation Data (and the panel's credentials get
@@ -146,13 +161,7 @@ async fn an_answer_with_other_correlation_data_changes_nothing() {
     assert_eq!(entry.outcome, Outcome::NoResponse, "{entry:?}");
     assert!(engine.statuses[&0].last_acknowledged.is_none());
 
-    engine.handle.request(0, Action::On);
-    let request = device.request(Duration::from_secs(5)).await;
-    device.answer(&request, "1").await;
-    assert_confirmed(
-        &engine.finished(0, Duration::from_secs(5)).await,
-        RelayState::On,
-    );
+    confirmed_through(&mut engine, &mut device, Action::On, "1", RelayState::On).await;
 }
 
 /// A 1 MiB answer: ejabberd ignores the Maximum Packet Size the panel
@@ -194,13 +203,7 @@ async fn a_huge_answer_ends_the_request_and_says_why() {
     assert_eq!(reason, detail);
 
     engine.connected().await;
-    engine.handle.request(0, Action::Off);
-    let request = device.request(Duration::from_secs(5)).await;
-    device.answer(&request, "0").await;
-    assert_confirmed(
-        &engine.finished(0, Duration::from_secs(5)).await,
-        RelayState::Off,
-    );
+    confirmed_through(&mut engine, &mut device, Action::Off, "0", RelayState::Off).await;
 }
 
 /// ejabberd refuses subscriptions to topics deeper than 8 levels (SUBACK
@@ -309,13 +312,11 @@ async fn availability_across_cluster_nodes() {
     near.ensure_connected().await;
     let mut far = TestEngine::start(&config);
     far.connected().await;
-    let quiet = far.drain(Duration::from_millis(700)).await;
-    assert!(
-        !quiet
-            .iter()
-            .any(|e| matches!(e, Event::Availability { .. })),
-        "the retained online message on node 2 reached node 1: {quiet:?}"
-    );
+    far.no_availability_within(
+        Duration::from_millis(700),
+        "the retained online message on node 2 reached node 1",
+    )
+    .await;
 
     assert!(devices.set_online("r0", false));
     for (panel, engine) in [("node 1", &mut far), ("node 2", &mut near)] {
@@ -334,13 +335,12 @@ async fn availability_across_cluster_nodes() {
 
     let mut later_far = TestEngine::start(&config);
     later_far.connected().await;
-    let quiet = later_far.drain(Duration::from_millis(700)).await;
-    assert!(
-        !quiet
-            .iter()
-            .any(|e| matches!(e, Event::Availability { .. })),
-        "the retained will on node 2 reached node 1: {quiet:?}"
-    );
+    later_far
+        .no_availability_within(
+            Duration::from_millis(700),
+            "the retained will on node 2 reached node 1",
+        )
+        .await;
     let mut later_near = TestEngine::start(&on_node2);
     assert!(matches!(
         later_near.availability(0).await,

@@ -145,24 +145,36 @@ fn find_executable(name: &str) -> io::Result<PathBuf> {
         })
 }
 
-/// Waits until `port` accepts a TCP connection, or `failed` says why not.
-fn wait_for_port(port: u16, mut failed: impl FnMut() -> Option<String>) -> Result<(), String> {
+/// Polls every 20 ms until `done` says so (`Ok(true)`) or fails, `failed`
+/// says why it never will, or [`START_TIMEOUT`] passes (then `what` did
+/// not happen within it).
+fn poll_until(
+    what: &str,
+    mut done: impl FnMut() -> Result<bool, String>,
+    mut failed: impl FnMut() -> Option<String>,
+) -> Result<(), String> {
     let started = Instant::now();
     loop {
-        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+        if done()? {
             return Ok(());
         }
         if let Some(why) = failed() {
             return Err(why);
         }
         if started.elapsed() > START_TIMEOUT {
-            return Err(format!(
-                "port {port} did not accept within {} s",
-                START_TIMEOUT.as_secs()
-            ));
+            return Err(format!("{what} within {} s", START_TIMEOUT.as_secs()));
         }
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// Waits until `port` accepts a TCP connection, or `failed` says why not.
+fn wait_for_port(port: u16, failed: impl FnMut() -> Option<String>) -> Result<(), String> {
+    poll_until(
+        &format!("port {port} did not accept"),
+        || Ok(TcpStream::connect(("127.0.0.1", port)).is_ok()),
+        failed,
+    )
 }
 
 /// `ejabberd.yml` for a node listening on `port`: anonymous logins (any
@@ -394,29 +406,19 @@ impl LocalEjabberd {
         let port = node.port;
         let name = node.name.clone();
         let ready = (|| {
-            let started = Instant::now();
             if join {
                 // The port opens once before the join and again after it.
-                loop {
-                    if let Ok(result) = std::fs::read_to_string(&joined)
-                        && !result.trim().is_empty()
-                    {
-                        if result.trim() == "ok" {
-                            break;
+                poll_until(
+                    &format!("join_cluster with {seed} did not end"),
+                    || match std::fs::read_to_string(&joined) {
+                        Ok(result) if result.trim() == "ok" => Ok(true),
+                        Ok(result) if !result.trim().is_empty() => {
+                            Err(format!("join_cluster with {seed} said {result}"))
                         }
-                        return Err(format!("join_cluster with {seed} said {result}"));
-                    }
-                    if let Some(why) = exited(&mut node) {
-                        return Err(why);
-                    }
-                    if started.elapsed() > START_TIMEOUT {
-                        return Err(format!(
-                            "join_cluster with {seed} did not end within {} s",
-                            START_TIMEOUT.as_secs()
-                        ));
-                    }
-                    std::thread::sleep(Duration::from_millis(20));
-                }
+                        _ => Ok(false),
+                    },
+                    || exited(&mut node),
+                )?;
             }
             wait_for_port(port, || exited(&mut node))
         })();

@@ -255,6 +255,18 @@ impl TestEngine {
         out
     }
 
+    /// Asserts that no availability event arrives within `window` (`why`
+    /// says what one would mean).
+    pub async fn no_availability_within(&mut self, window: Duration, why: &str) {
+        let quiet = self.drain(window).await;
+        assert!(
+            !quiet
+                .iter()
+                .any(|e| matches!(e, Event::Availability { .. })),
+            "{why}: {quiet:?}"
+        );
+    }
+
     /// Shuts down and waits for the event stream to end.
     pub async fn stop(mut self) -> Vec<Event> {
         self.handle.shutdown();

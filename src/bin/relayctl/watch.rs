@@ -5,8 +5,7 @@
 //! and the stdin grammar are one concern.)
 
 use std::io::{BufRead, BufWriter, Stdout};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{LazyLock, Mutex};
+use std::sync::{LazyLock, Mutex, MutexGuard};
 
 use tokio::sync::mpsc;
 
@@ -22,20 +21,25 @@ const INPUT_QUEUE: usize = 64;
 /// one per line (20,000 outcomes were 20,000 system calls).
 static OUT: LazyLock<Mutex<BufWriter<Stdout>>> =
     LazyLock::new(|| Mutex::new(BufWriter::with_capacity(64 * 1024, std::io::stdout())));
-/// Whether [`OUT`] holds lines not yet written.
-static OUT_PENDING: AtomicBool = AtomicBool::new(false);
+
+/// [`OUT`], locked (a panic while it was held loses no line).
+fn out() -> MutexGuard<'static, BufWriter<Stdout>> {
+    OUT.lock().unwrap_or_else(|e| e.into_inner())
+}
 
 /// Queues one line for standard output ([`flush_out`] writes it).
 fn print_line(line: impl std::fmt::Display) -> std::io::Result<()> {
-    let mut out = OUT.lock().unwrap_or_else(|e| e.into_inner());
-    OUT_PENDING.store(true, Ordering::Relaxed);
-    writeln!(out, "{line}")
+    writeln!(out(), "{line}")
+}
+
+/// Whether lines are queued and not yet written.
+fn out_pending() -> bool {
+    !out().buffer().is_empty()
 }
 
 /// Writes the queued lines.
 fn flush_out() -> std::io::Result<()> {
-    OUT_PENDING.store(false, Ordering::Relaxed);
-    OUT.lock().unwrap_or_else(|e| e.into_inner()).flush()
+    out().flush()
 }
 
 /// What one stdin line asks.
@@ -252,7 +256,7 @@ impl Watcher {
                     }
                 },
                 _ = sleep_until(finish_by), if finish_by.is_some() => break End::Asked,
-                _ = std::future::ready(()), if OUT_PENDING.load(Ordering::Relaxed) => {
+                _ = std::future::ready(()), if out_pending() => {
                     if let Err(e) = flush_out() {
                         break End::Output(e);
                     }
